@@ -1,0 +1,39 @@
+import type { Notification } from '../notification/schema.js';
+
+/**
+ * The cluster port: which node holds a session's sockets (the session directory) and how a message
+ * reaches a node that holds them (the node bus). Engines: `SingleNode` (embedded: this node is the
+ * whole cluster) and `RedisCluster`.
+ */
+
+/** What the owning node reports back for a forwarded reliable message. */
+export type ForwardOutcome = 'delivered' | 'not_delivered';
+
+/** Delivers a message forwarded by another node to this node's sockets of the session. */
+export type ForwardHandler = (sessionId: string, notification: Notification) => Promise<ForwardOutcome>;
+
+export interface SessionPresence {
+  /** Nodes holding at least one socket of the session, this one included. */
+  nodes: string[];
+  sockets: number;
+}
+
+export interface Cluster {
+  readonly nodeId: string;
+  /** Connected to the shared store (always true for the single node). */
+  readonly connected: boolean;
+  /** Records how many sockets of the session this node holds now (0: none left). */
+  setLocalSockets(sessionId: string, sockets: number): Promise<void>;
+  /** Live nodes other than this one that hold sockets of the session. */
+  remoteNodes(sessionId: string): Promise<string[]>;
+  /** Where the session is connected, cluster-wide. */
+  presence(sessionId: string): Promise<SessionPresence>;
+  /**
+   * Sends the message to the owning node. Reliable: resolves with what that node reports, or
+   * `not_delivered` when it does not answer in time. Volatile: resolves once handed to the bus.
+   */
+  forward(nodeId: string, sessionId: string, notification: Notification): Promise<ForwardOutcome>;
+  /** Installs the handler for messages other nodes forward to this one. */
+  onForward(handler: ForwardHandler): void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,237 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+/** What push-center runs with: SPEC §7, read once at start-up by the composition root. */
+export interface Config {
+  nodeEnv: string;
+  port: number;
+  host: string;
+  nodeId: string;
+  amqp: {
+    /** Unset: the embedded in-process queue (not durable). */
+    url: string | undefined;
+    queue: string;
+    prefetch: number;
+    queueTtlMs: number;
+    queueType: 'classic' | 'quorum';
+    deadLetterQueue: string;
+    deadLetterExchange: string;
+  };
+  redis: {
+    /** Unset: in-memory inbox and a single-node cluster. */
+    url: string | undefined;
+    keyPrefix: string;
+  };
+  auth: {
+    mode: 'none' | 'jwt';
+    jwtSecret: string | undefined;
+    jwtPublicKey: string | undefined;
+  };
+  apiKeys: string[];
+  ackTimeoutMs: number;
+  inboxMax: number;
+  /** Empty: same-origin only for HTTP, any origin for socket.io handshakes is refused. `*`: any origin. */
+  corsOrigins: string[];
+  logLevel: string;
+  limits: NotificationLimits;
+  httpBodyMaxBytes: number;
+  socket: {
+    /** Reliable messages a socket may have un-acked before it counts as too far behind. */
+    maxPending: number;
+    /** Packets waiting in a socket's write buffer before volatile messages to it are dropped. */
+    maxBuffered: number;
+  };
+  embeddedQueueMax: number;
+  shutdownTimeoutMs: number;
+  backpressure: {
+    lagMs: number;
+    heapBytes: number;
+  };
+}
+
+export interface NotificationLimits {
+  maxMessageBytes: number;
+  maxSessions: number;
+  maxGroups: number;
+  maxIdLength: number;
+  maxBatch: number;
+  /** The queue TTL: the default and the maximum `ttl` of a notification. */
+  maxTtlMs: number;
+}
+
+/** A configuration that cannot run; the message names every bad variable and what it accepts. */
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Source = Record<string, string | number | boolean | undefined>;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const QUEUE_NAME = /^[A-Za-z0-9_.:-]{1,255}$/;
+
+export const DEFAULTS_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));
+
+/** Reads `config/default.json`; a missing file means no defaults beyond the built-in ones. */
+export function readDefaults(file = DEFAULTS_FILE): Source {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Source;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new ConfigError([`${file}: ${(err as Error).message}`]);
+  }
+}
+
+/**
+ * Builds the configuration from environment variables over the defaults file.
+ * Every problem is collected, so one start-up attempt shows them all.
+ */
+export function loadConfig(env: Source = process.env, defaults: Source = readDefaults()): Config {
+  const problems: string[] = [];
+  const raw = (name: string): string | undefined => {
+    const value = env[name] ?? defaults[name];
+    if (value === undefined || value === null) return undefined;
+    const text = String(value).trim();
+    return text === '' ? undefined : text;
+  };
+  const str = (name: string, fallback: string, check?: RegExp, allowed?: string): string => {
+    const value = raw(name) ?? fallback;
+    if (check && !check.test(value)) problems.push(`${name}=${JSON.stringify(value)}: must be ${allowed}`);
+    return value;
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const text = raw(name);
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(value) || value < min || value > max) {
+      problems.push(`${name}=${JSON.stringify(text)}: must be a whole number from ${min} to ${max}`);
+      return fallback;
+    }
+    return value;
+  };
+  const oneOf = <T extends string>(name: string, fallback: T, allowed: readonly T[]): T => {
+    const value = raw(name) ?? fallback;
+    if (!allowed.includes(value as T)) {
+      problems.push(`${name}=${JSON.stringify(value)}: must be one of ${allowed.join(', ')}`);
+      return fallback;
+    }
+    return value as T;
+  };
+  const url = (name: string, protocols: string[]): string | undefined => {
+    const value = raw(name);
+    if (value === undefined) return undefined;
+    try {
+      const parsed = new URL(value);
+      if (!protocols.includes(parsed.protocol)) throw new Error('protocol');
+    } catch {
+      problems.push(`${name}: must be a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`);
+    }
+    return value;
+  };
+  const list = (name: string): string[] =>
+    (raw(name) ?? '')
+      .split(',')
+      .map((item) => item.trim())
+      .filter((item) => item !== '');
+
+  const nodeEnv = raw('NODE_ENV') ?? 'development';
+  const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
+  const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
+  // RabbitMQ caps a quorum queue consumer's prefetch at 2,000 (FACTS).
+  const prefetch = int('AMQP_PREFETCH', 200, 1, queueType === 'quorum' ? 2000 : 65_535);
+
+  const jwtSecret = raw('AUTH_JWT_SECRET');
+  const jwtPublicKey = raw('AUTH_JWT_PUBLIC_KEY');
+  const authModeText = raw('AUTH_MODE');
+  let authMode: 'none' | 'jwt' = jwtSecret || jwtPublicKey ? 'jwt' : 'none';
+  if (authModeText !== undefined) {
+    authMode = oneOf('AUTH_MODE', authMode, ['none', 'jwt'] as const);
+    if (authMode === 'jwt' && !jwtSecret && !jwtPublicKey) {
+      problems.push('AUTH_MODE=jwt: needs AUTH_JWT_SECRET (HS256) or AUTH_JWT_PUBLIC_KEY (RS256/ES256, PEM)');
+    }
+    if (authMode === 'none' && (jwtSecret || jwtPublicKey)) {
+      problems.push('AUTH_MODE=none: contradicts the AUTH_JWT_SECRET / AUTH_JWT_PUBLIC_KEY that is set; unset one');
+    }
+  }
+  if (jwtSecret && jwtPublicKey) {
+    problems.push('AUTH_JWT_SECRET and AUTH_JWT_PUBLIC_KEY: set only one of them');
+  }
+  if (jwtSecret !== undefined && jwtSecret.length < 32) {
+    problems.push('AUTH_JWT_SECRET: must be at least 32 characters (HS256 needs a 256-bit key)');
+  }
+  if (jwtPublicKey !== undefined && !jwtPublicKey.includes('-----BEGIN PUBLIC KEY-----')) {
+    problems.push('AUTH_JWT_PUBLIC_KEY: must be a PEM public key (-----BEGIN PUBLIC KEY-----)');
+  }
+  if (nodeEnv === 'production' && authMode === 'none' && authModeText !== 'none') {
+    problems.push(
+      'NODE_ENV=production without authentication: set AUTH_JWT_SECRET or AUTH_JWT_PUBLIC_KEY, ' +
+        'or AUTH_MODE=none to run without it on purpose',
+    );
+  }
+
+  const corsOrigins = list('CORS_ORIGINS');
+  for (const origin of corsOrigins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      problems.push(`CORS_ORIGINS: ${JSON.stringify(origin)} must be * or an origin like https://app.example.com`);
+    }
+  }
+
+  const config: Config = {
+    nodeEnv,
+    port: int('PORT', 3000, 0, 65_535),
+    host: str('HOST', '0.0.0.0'),
+    nodeId: str('NODE_ID', `${hostname()}-${randomBytes(3).toString('hex')}`, /^[A-Za-z0-9_.:-]{1,64}$/,
+      '1 to 64 of A-Z a-z 0-9 _ . : -'),
+    amqp: {
+      url: url('AMQP_URL', ['amqp:', 'amqps:']),
+      queue: str('AMQP_QUEUE', 'pushcenter.notifications', QUEUE_NAME, 'a queue name of A-Z a-z 0-9 _ . : -'),
+      prefetch,
+      queueTtlMs,
+      queueType,
+      deadLetterQueue: str('AMQP_DEAD_LETTER_QUEUE', 'pushcenter.dead', QUEUE_NAME,
+        'a queue name of A-Z a-z 0-9 _ . : -'),
+      deadLetterExchange: str('AMQP_DEAD_LETTER_EXCHANGE', 'pushcenter.dead', QUEUE_NAME,
+        'an exchange name of A-Z a-z 0-9 _ . : -'),
+    },
+    redis: {
+      url: url('REDIS_URL', ['redis:', 'rediss:']),
+      keyPrefix: str('REDIS_KEY_PREFIX', 'pushcenter:', /^[A-Za-z0-9_.:{}-]{0,64}$/, 'up to 64 of A-Z a-z 0-9 _ . : { } -'),
+    },
+    auth: { mode: authMode, jwtSecret, jwtPublicKey },
+    apiKeys: list('API_KEYS'),
+    ackTimeoutMs: int('ACK_TIMEOUT_MS', 10_000, 100, 600_000),
+    inboxMax: int('INBOX_MAX', 1000, 1, 1_000_000),
+    corsOrigins,
+    logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
+    limits: {
+      maxMessageBytes: int('MAX_MESSAGE_BYTES', 65_536, 256, 16 * 1024 * 1024),
+      maxSessions: int('MAX_SESSIONS_PER_MESSAGE', 1000, 1, 100_000),
+      maxGroups: int('MAX_GROUPS_PER_MESSAGE', 100, 1, 10_000),
+      maxIdLength: int('MAX_ID_LENGTH', 128, 8, 1024),
+      maxBatch: int('MAX_BATCH', 1000, 1, 100_000),
+      maxTtlMs: queueTtlMs,
+    },
+    httpBodyMaxBytes: int('HTTP_BODY_MAX_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
+    socket: {
+      maxPending: int('SOCKET_MAX_PENDING', 100, 1, 100_000),
+      maxBuffered: int('SOCKET_MAX_BUFFERED', 1000, 1, 1_000_000),
+    },
+    embeddedQueueMax: int('EMBEDDED_QUEUE_MAX', 100_000, 1, 10_000_000),
+    shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
+    backpressure: {
+      lagMs: int('BACKPRESSURE_LAG_MS', 200, 10, 60_000),
+      heapBytes: int('BACKPRESSURE_HEAP_MB', 1024, 16, 65_536) * 1024 * 1024,
+    },
+  };
+  if (problems.length > 0) throw new ConfigError(problems);
+  return config;
+}
+
+/** The embedded default runs everything in one process with nothing durable. */
+export function isEmbedded(config: Config): boolean {
+  return config.amqp.url === undefined && config.redis.url === undefined;
+}

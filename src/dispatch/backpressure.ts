@@ -1,0 +1,78 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+export interface BackpressureOptions {
+  /** Event-loop delay (p99 over one interval, ms) above which consumption pauses. */
+  lagMs: number;
+  /** Heap in use (bytes) above which consumption pauses. */
+  heapBytes: number;
+  intervalMs?: number;
+}
+
+/** What backpressure holds: the queue consumer. */
+export interface Pausable {
+  pause(): void;
+  resume(): void;
+}
+
+export type PressureReason = 'event_loop_lag' | 'heap';
+
+/**
+ * Watches the event loop and the heap; when either crosses its watermark the consumer stops taking new
+ * work from the queue, and it resumes only once both are back well below (lag under half, heap under
+ * 80 %), so it does not flap. The queue absorbs the excess meanwhile (SPEC §5).
+ */
+export class BackpressureMonitor {
+  private readonly delay: IntervalHistogram;
+  private timer: NodeJS.Timeout | undefined;
+  private pausedFor: PressureReason | undefined;
+
+  constructor(
+    private readonly options: BackpressureOptions,
+    private readonly consumer: Pausable,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+    private readonly heapUsed: () => number = () => process.memoryUsage().heapUsed,
+  ) {
+    this.delay = monitorEventLoopDelay({ resolution: 10 });
+    metrics.consumerPaused.set(0);
+  }
+
+  get paused(): boolean {
+    return this.pausedFor !== undefined;
+  }
+
+  start(): void {
+    this.delay.enable();
+    this.timer = setInterval(() => this.check(), this.options.intervalMs ?? 500);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.delay.disable();
+  }
+
+  /** One evaluation; `lagMs` and `heap` may be passed in (tests), else they are measured. */
+  check(lagMs = this.delay.percentile(99) / 1e6, heap = this.heapUsed()): void {
+    this.delay.reset();
+    const { lagMs: maxLag, heapBytes } = this.options;
+    if (!this.pausedFor) {
+      const reason: PressureReason | undefined = lagMs > maxLag ? 'event_loop_lag' : heap > heapBytes ? 'heap' : undefined;
+      if (!reason) return;
+      this.pausedFor = reason;
+      this.consumer.pause();
+      this.metrics.consumerPaused.set(1);
+      this.metrics.backpressureEvents.inc({ reason });
+      this.logger.warn({ reason, lagMs: Math.round(lagMs), heapMb: Math.round(heap / 2 ** 20) },
+        'overloaded: consumption paused, the queue holds new work');
+    } else if (lagMs < maxLag / 2 && heap < heapBytes * 0.8) {
+      this.logger.info({ reason: this.pausedFor, lagMs: Math.round(lagMs), heapMb: Math.round(heap / 2 ** 20) },
+        'recovered: consumption resumed');
+      this.pausedFor = undefined;
+      this.consumer.resume();
+      this.metrics.consumerPaused.set(0);
+    }
+  }
+}

@@ -1,0 +1,193 @@
+import type { Cluster, ForwardOutcome } from '../cluster/cluster.js';
+import type { Gateway, LocalOutcome } from '../gateway/gateway.js';
+import type { Inbox } from '../inbox/inbox.js';
+import type { Delivery } from '../ingest/queue.js';
+import type { NotificationParser } from '../notification/parse.js';
+import { toEnvelope, type Envelope, type Notification } from '../notification/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+
+/**
+ * Takes each queue delivery to its final outcome (SPEC §4) and only then settles it:
+ * - invalid: dead-lettered with the reason, counted, never retried;
+ * - expired: counted and acked;
+ * - reliable session message: acked after a client ack (here or on the owning node) or an inbox write;
+ *   requeued if neither could be done (the inbox was unavailable);
+ * - volatile session message, group, broadcast: acked once handed to the sockets or the bus.
+ */
+export class Dispatcher {
+  private active = 0;
+  private idleWaiters: Array<() => void> = [];
+
+  constructor(
+    private readonly deps: {
+      parser: NotificationParser;
+      gateway: Gateway;
+      cluster: Cluster;
+      inbox: Inbox;
+      metrics: Metrics;
+      logger: Logger;
+    },
+  ) {
+    deps.cluster.onForward(async (sessionId, notification) => {
+      const outcome = await deps.gateway.deliverToSession(sessionId, toEnvelope(notification));
+      return outcome === 'delivered' ? 'delivered' : 'not_delivered';
+    });
+  }
+
+  /** Deliveries being handled now. */
+  get inflight(): number {
+    return this.active;
+  }
+
+  /** Resolves when no delivery is being handled (or at once if none is). */
+  idle(): Promise<void> {
+    if (this.active === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  handle = (delivery: Delivery): void => {
+    this.active += 1;
+    this.process(delivery)
+      .catch((err: unknown) => {
+        this.deps.logger.error({ err }, 'dispatch failed; the message goes back to the queue');
+        delivery.requeue();
+      })
+      .finally(() => {
+        this.active -= 1;
+        if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+      });
+  };
+
+  private async process(delivery: Delivery): Promise<void> {
+    const { parser, metrics, logger } = this.deps;
+    const { message } = delivery;
+    if (message.source !== 'http') metrics.messagesReceived.inc({ source: 'amqp' });
+    const parsed = parser.parseBytes(message.body, {
+      messageId: message.messageId,
+      timestamp: message.timestamp,
+      receivedAt: Date.now(),
+    });
+    if (!parsed.ok) {
+      metrics.messagesInvalid.inc({ reason: parsed.error.reason });
+      logger.warn({ messageId: message.messageId, reason: parsed.error.reason, detail: parsed.error.message },
+        'invalid notification dead-lettered');
+      await delivery.deadLetter(parsed.error.reason, parsed.error.message);
+      return;
+    }
+    const final = await this.dispatch(parsed.notification);
+    if (final) delivery.ack();
+    else delivery.requeue();
+  }
+
+  /** Routes a valid notification to every target; true when every outcome is final. */
+  async dispatch(notification: Notification): Promise<boolean> {
+    const { gateway, metrics } = this.deps;
+    const { reliable } = notification;
+    if (notification.expiresAt <= Date.now()) {
+      this.countAll(notification, 'expired');
+      return true;
+    }
+    const sessionResults = notification.sessions.length > 0
+      ? this.toSessions(notification)
+      : Promise.resolve(true);
+    for (const group of notification.groups) {
+      gateway.emitToGroup(group, toEnvelope(notification, group));
+      metrics.delivery('group', reliable, 'delivered');
+      metrics.latency(reliable, notification.enqueuedAt);
+    }
+    if (notification.broadcast) {
+      gateway.broadcast(toEnvelope(notification));
+      metrics.delivery('broadcast', reliable, 'delivered');
+      metrics.latency(reliable, notification.enqueuedAt);
+    }
+    return sessionResults;
+  }
+
+  private async toSessions(notification: Notification): Promise<boolean> {
+    const envelope = toEnvelope(notification);
+    const deliver = notification.reliable ? this.reliableToSession : this.volatileToSession;
+    const results = await Promise.all(notification.sessions.map((sessionId) => deliver(sessionId, notification, envelope)));
+    return results.every(Boolean);
+  }
+
+  private reliableToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
+    const { gateway, cluster, inbox, metrics, logger } = this.deps;
+    const local = gateway.deliverToSession(sessionId, envelope);
+    const remotes = await this.remoteNodes(sessionId);
+    const attempts: Array<Promise<LocalOutcome | ForwardOutcome>> = [local];
+    for (const node of remotes) {
+      attempts.push(cluster.forward(node, sessionId, n).catch((err: unknown) => {
+        logger.warn({ err, node, session: sessionId }, 'forward failed');
+        return 'not_delivered' as const;
+      }));
+    }
+    if (await firstDelivered(attempts)) {
+      metrics.delivery('session', true, 'delivered');
+      metrics.latency(true, n.enqueuedAt);
+      return true;
+    }
+    if (n.expiresAt <= Date.now()) {
+      metrics.delivery('session', true, 'expired');
+      return true;
+    }
+    try {
+      await inbox.store(sessionId, { ...envelope, expiresAt: n.expiresAt });
+    } catch (err) {
+      metrics.delivery('session', true, 'failed');
+      logger.warn({ err, session: sessionId, id: n.id }, 'inbox write failed; the message goes back to the queue');
+      return false;
+    }
+    metrics.delivery('session', true, 'stored');
+    metrics.inbox.inc({ op: 'stored' });
+    // The session may have registered (and replayed its inbox) while this message was on its way.
+    if ((await local) === 'no_sockets' && gateway.localSockets(sessionId) > 0) gateway.replaySession(sessionId);
+    return true;
+  };
+
+  private volatileToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
+    const { gateway, cluster, metrics, logger } = this.deps;
+    const local = await gateway.deliverToSession(sessionId, envelope);
+    const remotes = await this.remoteNodes(sessionId);
+    for (const node of remotes) {
+      cluster.forward(node, sessionId, n).catch((err: unknown) => {
+        logger.debug({ err, node, session: sessionId }, 'volatile forward failed');
+      });
+    }
+    const outcome = local === 'delivered' ? 'delivered' : remotes.length > 0 ? 'forwarded' : 'dropped';
+    metrics.delivery('session', false, outcome);
+    if (outcome === 'delivered') metrics.latency(false, n.enqueuedAt);
+    return true;
+  };
+
+  /** The directory being unavailable means only this node's sockets can be reached now. */
+  private async remoteNodes(sessionId: string): Promise<string[]> {
+    try {
+      return await this.deps.cluster.remoteNodes(sessionId);
+    } catch (err) {
+      this.deps.logger.warn({ err, session: sessionId }, 'session directory unavailable');
+      return [];
+    }
+  }
+
+  private countAll(n: Notification, outcome: 'expired'): void {
+    const { metrics } = this.deps;
+    if (n.sessions.length > 0) metrics.delivery('session', n.reliable, outcome, n.sessions.length);
+    if (n.groups.length > 0) metrics.delivery('group', n.reliable, outcome, n.groups.length);
+    if (n.broadcast) metrics.delivery('broadcast', n.reliable, outcome);
+  }
+}
+
+/** True as soon as one attempt reports `delivered`; false once all finished without. */
+function firstDelivered(attempts: Array<Promise<LocalOutcome | ForwardOutcome>>): Promise<boolean> {
+  return new Promise((resolve) => {
+    let waiting = attempts.length;
+    for (const attempt of attempts) {
+      void attempt.then((outcome) => {
+        waiting -= 1;
+        if (outcome === 'delivered') resolve(true);
+        else if (waiting === 0) resolve(false);
+      });
+    }
+  });
+}

@@ -1,0 +1,290 @@
+import type { Server, Socket } from 'socket.io';
+import type { Cluster } from '../cluster/cluster.js';
+import type { Inbox, InboxEntry } from '../inbox/inbox.js';
+import type { Envelope } from '../notification/schema.js';
+import type { Logger } from '../observability/logger.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Authenticator } from './auth.js';
+import type {
+  ClientToServerEvents,
+  RegisterRequest,
+  RegisterResponse,
+  ServerToClientEvents,
+  SocketData,
+} from './protocol.js';
+
+export type PushServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+type PushSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+/**
+ * What happened when a message was offered to this node's sockets of one session.
+ * - `delivered`: a socket acked (reliable) or took it (volatile)
+ * - `not_delivered`: sockets were offered it, none acked in time (reliable)
+ * - `behind`: every socket of the session is too far behind to be offered more
+ * - `no_sockets`: the session has no socket on this node
+ */
+export type LocalOutcome = 'delivered' | 'not_delivered' | 'behind' | 'no_sockets';
+
+export interface GatewayOptions {
+  ackTimeoutMs: number;
+  maxPending: number;
+  maxBuffered: number;
+  maxIdLength: number;
+  maxGroups: number;
+}
+
+/** A reliable emit waiting for its ack; settled once, by the ack, the timeout or a disconnect. */
+type PendingAck = (acked: boolean) => void;
+
+const pendingAcks = new WeakMap<PushSocket, Set<PendingAck>>();
+const GROUP_ROOM = 'g:';
+
+/**
+ * The socket.io side of a node: registers sessions and groups (SPEC §3), keeps this node's part of the
+ * session directory, emits envelopes with or without acks, and replays a session's inbox after it
+ * registers.
+ */
+export class Gateway {
+  private readonly sessions = new Map<string, Set<PushSocket>>();
+
+  constructor(
+    private readonly io: PushServer,
+    private readonly deps: {
+      options: GatewayOptions;
+      auth: Authenticator;
+      cluster: Cluster;
+      inbox: Inbox;
+      metrics: Metrics;
+      logger: Logger;
+    },
+  ) {
+    io.use((socket, next) => {
+      deps.auth
+        .authenticate(socket.handshake.auth)
+        .then((identity) => {
+          socket.data = { sessionId: undefined, groups: [], identity };
+          next();
+        })
+        .catch(() => next(new Error('unauthorized')));
+    });
+    io.on('connection', (socket) => this.onConnection(socket));
+  }
+
+  /** Sockets of the session on this node. */
+  localSockets(sessionId: string): number {
+    return this.sessions.get(sessionId)?.size ?? 0;
+  }
+
+  /**
+   * Reliable: emits with an ack callback to every socket of the session that is not too far behind;
+   * resolves `delivered` at the first ack. Volatile: emits to every socket that can take it now.
+   */
+  deliverToSession(sessionId: string, envelope: Envelope): Promise<LocalOutcome> {
+    const sockets = this.sessions.get(sessionId);
+    if (!sockets || sockets.size === 0) return Promise.resolve('no_sockets');
+    const ready = [...sockets].filter((socket) => this.canTake(socket, envelope.reliable));
+    if (ready.length === 0) return Promise.resolve('behind');
+    if (!envelope.reliable) {
+      for (const socket of ready) socket.emit(envelope.event, envelope);
+      return Promise.resolve('delivered');
+    }
+    return new Promise((resolve) => {
+      let waiting = ready.length;
+      let done = false;
+      for (const socket of ready) {
+        this.emitWithAck(socket, envelope, (acked) => {
+          waiting -= 1;
+          if (done) return;
+          if (acked || waiting === 0) {
+            done = true;
+            resolve(acked ? 'delivered' : 'not_delivered');
+          }
+        });
+      }
+    });
+  }
+
+  /** Emits to the group's members on every node (through the socket.io adapter). */
+  emitToGroup(group: string, envelope: Envelope): void {
+    const room = this.io.to(GROUP_ROOM + group);
+    (envelope.reliable ? room : room.volatile).emit(envelope.event, envelope);
+  }
+
+  /** Emits to every connected socket on every node. */
+  broadcast(envelope: Envelope): void {
+    (envelope.reliable ? this.io : this.io.volatile).emit(envelope.event, envelope);
+  }
+
+  /**
+   * Offers the session's inbox to its sockets on this node, oldest first (used when a message was
+   * stored while the session was registering).
+   */
+  replaySession(sessionId: string): void {
+    for (const socket of this.sessions.get(sessionId) ?? []) void this.replay(socket, sessionId);
+  }
+
+  /** Closes every connection so the clients reconnect (to another node, behind a load balancer). */
+  disconnectAll(): void {
+    this.io.local.disconnectSockets(true);
+  }
+
+  private onConnection(socket: PushSocket): void {
+    const { metrics, logger } = this.deps;
+    metrics.connectedSockets.inc();
+    pendingAcks.set(socket, new Set());
+    const identity = socket.data.identity;
+    if (identity) void this.register(socket, { sessionId: identity.sessionId, groups: identity.groups });
+
+    socket.on('register', (request, ack) => {
+      void this.register(socket, request).then((response) => {
+        if (typeof ack === 'function') ack(response);
+      });
+    });
+    socket.on('disconnect', (reason) => {
+      metrics.connectedSockets.dec();
+      for (const settle of pendingAcks.get(socket) ?? []) settle(false);
+      const sessionId = socket.data.sessionId;
+      if (sessionId !== undefined) void this.leaveSession(socket, sessionId);
+      logger.debug({ socket: socket.id, session: sessionId, reason }, 'socket disconnected');
+    });
+  }
+
+  private async register(socket: PushSocket, request: unknown): Promise<RegisterResponse> {
+    const parsed = this.parseRegister(request, socket.data.identity?.sessionId);
+    if (!parsed.ok) return parsed;
+    const { sessionId, groups } = parsed;
+    const identity = socket.data.identity;
+    if (identity) {
+      if (sessionId !== identity.sessionId) {
+        return refuse('forbidden', 'sessionId must be the session of your token');
+      }
+      const outside = groups.filter((group) => !identity.groups.includes(group));
+      if (outside.length > 0) return refuse('forbidden', `your token does not allow groups: ${outside.join(', ')}`);
+    }
+
+    const previous = socket.data.sessionId;
+    for (const group of socket.data.groups) if (!groups.includes(group)) socket.leave(GROUP_ROOM + group);
+    for (const group of groups) socket.join(GROUP_ROOM + group);
+    socket.data.groups = groups;
+    if (previous !== sessionId) {
+      if (previous !== undefined) await this.leaveSession(socket, previous);
+      socket.data.sessionId = sessionId;
+      let sockets = this.sessions.get(sessionId);
+      if (!sockets) {
+        sockets = new Set();
+        this.sessions.set(sessionId, sockets);
+        this.deps.metrics.sessions.set(this.sessions.size);
+      }
+      sockets.add(socket);
+      try {
+        await this.deps.cluster.setLocalSockets(sessionId, sockets.size);
+      } catch (err) {
+        this.deps.logger.warn({ err, session: sessionId }, 'session directory update failed');
+        return refuse('unavailable', 'the session directory is unavailable; register again shortly');
+      }
+    }
+    this.deps.logger.debug({ socket: socket.id, session: sessionId, groups }, 'socket registered');
+    // After the ack has gone out, so the client has its handlers in place when the inbox arrives.
+    setImmediate(() => void this.replay(socket, sessionId));
+    return { ok: true, sessionId, groups };
+  }
+
+  private async leaveSession(socket: PushSocket, sessionId: string): Promise<void> {
+    const sockets = this.sessions.get(sessionId);
+    if (!sockets?.delete(socket)) return;
+    if (sockets.size === 0) {
+      this.sessions.delete(sessionId);
+      this.deps.metrics.sessions.set(this.sessions.size);
+    }
+    try {
+      await this.deps.cluster.setLocalSockets(sessionId, sockets.size);
+    } catch (err) {
+      this.deps.logger.warn({ err, session: sessionId }, 'session directory update failed');
+    }
+  }
+
+  private parseRegister(
+    request: unknown,
+    defaultSession: string | undefined,
+  ): ({ ok: true } & { sessionId: string; groups: string[] }) | RegisterResponse & { ok: false } {
+    if (request === undefined || request === null) request = {};
+    if (typeof request !== 'object' || Array.isArray(request)) {
+      return refuse('invalid_request', 'register takes an object { sessionId, groups }');
+    }
+    const { sessionId, socketId, groups, groupFlag } = request as RegisterRequest;
+    const { maxIdLength, maxGroups } = this.deps.options;
+    const session = sessionId ?? socketId ?? defaultSession;
+    if (typeof session !== 'string' || session.length === 0 || session.length > maxIdLength) {
+      return refuse('invalid_request', `sessionId must be a string of 1 to ${maxIdLength} characters`);
+    }
+    const rawGroups = groups ?? groupFlag ?? [];
+    const list = typeof rawGroups === 'string' ? [rawGroups] : rawGroups;
+    if (
+      !Array.isArray(list) ||
+      list.length > maxGroups ||
+      !list.every((group) => typeof group === 'string' && group.length > 0 && group.length <= maxIdLength)
+    ) {
+      return refuse(
+        'invalid_request',
+        `groups must be a string or an array of at most ${maxGroups} strings of 1 to ${maxIdLength} characters`,
+      );
+    }
+    return { ok: true, sessionId: session, groups: [...new Set(list)] };
+  }
+
+  /** A socket takes no more when its write buffer is full or, for reliable messages, too many are un-acked. */
+  private canTake(socket: PushSocket, reliable: boolean): boolean {
+    if (!socket.connected) return false;
+    const conn = socket.conn as unknown as { writeBuffer: unknown[] };
+    if (conn.writeBuffer.length >= this.deps.options.maxBuffered) return false;
+    return !reliable || (pendingAcks.get(socket)?.size ?? 0) < this.deps.options.maxPending;
+  }
+
+  private emitWithAck(socket: PushSocket, envelope: Envelope, done: (acked: boolean) => void): void {
+    const pending = pendingAcks.get(socket);
+    let settled = false;
+    const settle: PendingAck = (acked) => {
+      if (settled) return;
+      settled = true;
+      pending?.delete(settle);
+      done(acked);
+    };
+    pending?.add(settle);
+    const withAck = socket.timeout(this.deps.options.ackTimeoutMs) as unknown as {
+      emit(event: string, envelope: Envelope, ack: (err: Error | null) => void): void;
+    };
+    withAck.emit(envelope.event, envelope, (err) => settle(!err));
+  }
+
+  /**
+   * Offers the inbox to one socket, a window of `maxPending` at a time, removing each entry when it is
+   * acked. Stops at the first entry that is not acked (it stays for the next registration) or when the
+   * socket leaves the session; reads again until the inbox is empty, so messages stored meanwhile follow.
+   */
+  private async replay(socket: PushSocket, sessionId: string): Promise<void> {
+    const { inbox, metrics, logger, options } = this.deps;
+    const current = () => socket.connected && socket.data.sessionId === sessionId;
+    try {
+      while (current()) {
+        const entries = await inbox.read(sessionId, options.maxPending);
+        if (entries.length === 0 || !current()) return;
+        const acks = await Promise.all(entries.map((entry) => this.offer(socket, entry)));
+        const acked = entries.filter((_, i) => acks[i]);
+        await Promise.all(acked.map((entry) => inbox.remove(sessionId, entry.id)));
+        if (acked.length > 0) metrics.inbox.inc({ op: 'replayed' }, acked.length);
+        if (acked.length < entries.length) return;
+      }
+    } catch (err) {
+      logger.warn({ err, session: sessionId }, 'inbox replay failed; the messages stay in the inbox');
+    }
+  }
+
+  private offer(socket: PushSocket, entry: InboxEntry): Promise<boolean> {
+    const { expiresAt: _expiresAt, ...envelope } = entry;
+    return new Promise((resolve) => this.emitWithAck(socket, envelope, resolve));
+  }
+}
+
+function refuse(code: 'invalid_request' | 'forbidden' | 'unavailable', message: string): RegisterResponse & { ok: false } {
+  return { ok: false, error: { code, message } };
+}

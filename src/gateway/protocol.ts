@@ -1,0 +1,42 @@
+import type { Envelope } from '../notification/schema.js';
+
+/** The browser protocol of SPEC §3 as types: what a client sends and what it gets back. */
+
+export interface RegisterRequest {
+  sessionId?: string;
+  groups?: string | string[];
+  /** Original message center alias of `sessionId`. */
+  socketId?: string;
+  /** Original message center alias of `groups`. */
+  groupFlag?: string | string[];
+}
+
+export type RegisterErrorCode = 'invalid_request' | 'forbidden' | 'unavailable' | 'rate_limited';
+
+export type RegisterResponse =
+  | { ok: true; sessionId: string; groups: string[] }
+  | { ok: false; error: { code: RegisterErrorCode; message: string } };
+
+export interface ClientToServerEvents {
+  register: (request: RegisterRequest, ack: (response: RegisterResponse) => void) => void;
+}
+
+/** Every notification event carries one envelope; reliable session messages also an ack callback. */
+export interface ServerToClientEvents {
+  [event: string]: (envelope: Envelope, ack?: () => void) => void;
+}
+
+/** What the server keeps on each socket (`socket.data`). */
+export interface SocketData {
+  sessionId: string | undefined;
+  groups: string[];
+  /** From the handshake when auth is enabled: what this socket may register. */
+  identity: Identity | undefined;
+}
+
+/** Who a socket is, as proven by its handshake token. */
+export interface Identity {
+  sessionId: string;
+  /** Groups it may join; undefined: the token has no `groups` claim, so none. */
+  groups: string[];
+}

@@ -1,0 +1,62 @@
+/**
+ * The queue port: the durable buffer of undelivered work between publishers and dispatchers.
+ * Engines: `MemoryQueue` (embedded, in-process, not durable) and `AmqpQueue` (RabbitMQ).
+ */
+
+/** A message as it travels through the queue: the body stays raw until the dispatcher parses it. */
+export interface QueueMessage {
+  body: Buffer;
+  /** The AMQP `messageId` property. */
+  messageId?: string | undefined;
+  /** Enqueue time, ms since epoch. */
+  timestamp?: number | undefined;
+  /** Set when push-center's own HTTP API published it (so it is counted as received once, at the API). */
+  source?: 'http' | undefined;
+}
+
+/** One message handed to the consumer; it stays in flight until exactly one of the settle calls. */
+export interface Delivery {
+  readonly message: QueueMessage;
+  /** The broker delivered it before (to this or another node) and it was not acked. */
+  readonly redelivered: boolean;
+  /** The outcome is final: the queue forgets the message. */
+  ack(): void;
+  /**
+   * The message is invalid: a copy goes to the dead-letter queue with the reason in header
+   * `x-pushcenter-error`, then the original is acked. Never retried.
+   */
+  deadLetter(reason: string, detail: string): Promise<void>;
+  /** Not finished here: back to the queue, to be delivered again (to any node). */
+  requeue(): void;
+}
+
+export type DeliveryHandler = (delivery: Delivery) => void;
+
+/** The queue cannot take a publish now; HTTP answers 503 with `Retry-After`. */
+export class QueueUnavailableError extends Error {
+  constructor(message: string, readonly retryAfterSeconds = 5) {
+    super(message);
+    this.name = 'QueueUnavailableError';
+  }
+}
+
+export interface NotificationQueue {
+  readonly engine: 'memory' | 'amqp';
+  /** Unsettled deliveries held by this node; never more than the prefetch. */
+  readonly inflight: number;
+  /** True while connected and consuming (paused by backpressure still counts as consuming). */
+  readonly consuming: boolean;
+  /** Connected to its broker (always true for the memory engine). */
+  readonly connected: boolean;
+  /** Enqueues durably: resolves only once every message is confirmed; throws `QueueUnavailableError`. */
+  publish(messages: QueueMessage[]): Promise<void>;
+  /** Starts handing deliveries to the handler, at most `prefetch` unsettled at once. */
+  consume(handler: DeliveryHandler): Promise<void>;
+  /** Backpressure: take no new deliveries until `resume()`; those in flight stay valid. */
+  pause(): void;
+  resume(): void;
+  /** Shutdown, first step: take no new deliveries, for good; those in flight may still be settled. */
+  stopConsuming(): Promise<void>;
+  /** Releases the connection; deliveries still unsettled go back to the queue. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,99 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Target = 'session' | 'group' | 'broadcast';
+export type Mode = 'reliable' | 'volatile';
+export type Outcome = 'delivered' | 'forwarded' | 'stored' | 'dropped' | 'expired' | 'failed';
+export type Source = 'amqp' | 'http';
+export type InboxOp = 'stored' | 'replayed' | 'expired' | 'evicted';
+export type Dependency = 'amqp' | 'redis';
+
+/**
+ * Every metric of SPEC §8, on a registry of its own so several nodes can live in one process (tests).
+ * Labels never carry session ids or message ids.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly connectedSockets = new Gauge({
+    name: 'pushcenter_connected_sockets',
+    help: 'Sockets connected to this node',
+    registers: [this.registry],
+  });
+  readonly sessions = new Gauge({
+    name: 'pushcenter_sessions',
+    help: 'Sessions with at least one socket on this node',
+    registers: [this.registry],
+  });
+  readonly messagesReceived = new Counter({
+    name: 'pushcenter_messages_received_total',
+    help: 'Notifications received, by where they came from',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesInvalid = new Counter({
+    name: 'pushcenter_messages_invalid_total',
+    help: 'Notifications refused as invalid, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveries = new Counter({
+    name: 'pushcenter_deliveries_total',
+    help: 'Outcomes per notification and target (one per session id, group, or broadcast)',
+    labelNames: ['target', 'mode', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly deliveryLatency = new Histogram({
+    name: 'pushcenter_delivery_latency_seconds',
+    help: 'Enqueue to emit (volatile) or to client ack (reliable)',
+    labelNames: ['mode'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    registers: [this.registry],
+  });
+  /** Read at scrape time from the queue (`trackInflight`). */
+  private inflightSource: () => number = () => 0;
+  readonly inflight: Gauge = new Gauge({
+    name: 'pushcenter_inflight_messages',
+    help: 'Broker messages taken by this node and not yet acked',
+    registers: [this.registry],
+    collect: (): void => this.inflight.set(this.inflightSource()),
+  });
+  readonly consumerPaused = new Gauge({
+    name: 'pushcenter_consumer_paused',
+    help: '1 while backpressure holds consumption',
+    registers: [this.registry],
+  });
+  readonly backpressureEvents = new Counter({
+    name: 'pushcenter_backpressure_events_total',
+    help: 'Times backpressure engaged, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly inbox = new Counter({
+    name: 'pushcenter_inbox_total',
+    help: 'Offline inbox operations',
+    labelNames: ['op'] as const,
+    registers: [this.registry],
+  });
+  readonly dependencyUp = new Gauge({
+    name: 'pushcenter_dependency_up',
+    help: '1 while the dependency is connected (only configured dependencies are listed)',
+    labelNames: ['dependency'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  trackInflight(source: () => number): void {
+    this.inflightSource = source;
+  }
+
+  delivery(target: Target, reliable: boolean, outcome: Outcome, count = 1): void {
+    this.deliveries.inc({ target, mode: reliable ? 'reliable' : 'volatile', outcome }, count);
+  }
+
+  latency(reliable: boolean, enqueuedAt: number, now = Date.now()): void {
+    this.deliveryLatency.observe({ mode: reliable ? 'reliable' : 'volatile' }, Math.max(0, now - enqueuedAt) / 1000);
+  }
+}
