@@ -125,7 +125,9 @@ export class Gateway {
 
   /** Closes every connection so the clients reconnect (to another node, behind a load balancer). */
   disconnectAll(): void {
-    this.io.local.disconnectSockets(true);
+    // Closing the transport (not a socket.io "disconnect" packet, after which clients give up) makes
+    // socket.io-client reconnect by itself.
+    for (const socket of this.io.of('/').sockets.values()) socket.conn.close();
   }
 
   private onConnection(socket: PushSocket): void {

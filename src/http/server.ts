@@ -26,7 +26,7 @@ export function createHttpServer(options: { bodyLimit: number; logger: Logger; m
     bodyLimit: options.bodyLimit,
     forceCloseConnections: true,
   });
-  app.removeContentTypeParser('application/json');
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, isEmbedded, loadConfig, readDefaults } from '../../src/config/config.js';
+
+function problems(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  return [];
+}
+
+describe('configuration', () => {
+  it('defaults to the embedded deployment with the documented values', () => {
+    const config = loadConfig({});
+    expect(isEmbedded(config)).toBe(true);
+    expect(config).toMatchObject({
+      port: 3000,
+      ackTimeoutMs: 10_000,
+      inboxMax: 1000,
+      logLevel: 'info',
+      amqp: { queue: 'pushcenter.notifications', queueTtlMs: 600_000, queueType: 'classic', deadLetterQueue: 'pushcenter.dead' },
+      auth: { mode: 'none' },
+    });
+    expect(config.limits.maxTtlMs).toBe(600_000);
+    expect(config.nodeId).toMatch(/^[A-Za-z0-9_.:-]+$/);
+  });
+
+  it('reads its defaults from config/default.json', () => {
+    expect(readDefaults().AMQP_QUEUE).toBe('pushcenter.notifications');
+    expect(loadConfig({}, { PORT: 4100 }).port).toBe(4100);
+  });
+
+  it('lets the environment override the defaults file', () => {
+    const config = loadConfig({ PORT: '8080', AMQP_PREFETCH: '50', API_KEYS: 'a, b ,', CORS_ORIGINS: 'https://x.example' });
+    expect(config.port).toBe(8080);
+    expect(config.amqp.prefetch).toBe(50);
+    expect(config.apiKeys).toEqual(['a', 'b']);
+    expect(config.corsOrigins).toEqual(['https://x.example']);
+  });
+
+  it('names every bad variable and what it accepts', () => {
+    const found = problems({ PORT: 'eighty', AMQP_QUEUE_TYPE: 'stream', LOG_LEVEL: 'loud', AMQP_URL: 'http://x' });
+    expect(found).toHaveLength(4);
+    expect(found.join('\n')).toMatch(/PORT="eighty": must be a whole number from 0 to 65535/);
+    expect(found.join('\n')).toMatch(/AMQP_QUEUE_TYPE="stream": must be one of classic, quorum/);
+    expect(found.join('\n')).toMatch(/LOG_LEVEL="loud"/);
+    expect(found.join('\n')).toMatch(/AMQP_URL: must be a URL starting with amqp:\/\/ or amqps:\/\//);
+  });
+
+  it('caps the prefetch of a quorum queue at 2000', () => {
+    expect(problems({ AMQP_QUEUE_TYPE: 'quorum', AMQP_PREFETCH: '5000' })[0]).toMatch(/AMQP_PREFETCH.*1 to 2000/);
+  });
+
+  it('refuses to run in production without authentication unless told so', () => {
+    expect(problems({ NODE_ENV: 'production' })[0]).toMatch(/AUTH_MODE=none/);
+    expect(problems({ NODE_ENV: 'production', AUTH_MODE: 'none' })).toEqual([]);
+    expect(problems({ NODE_ENV: 'production', AUTH_JWT_SECRET: 's'.repeat(32) })).toEqual([]);
+  });
+
+  it('refuses a short HS256 secret and two keys at once', () => {
+    expect(problems({ AUTH_JWT_SECRET: 'short' })[0]).toMatch(/at least 32 characters/);
+    expect(problems({ AUTH_JWT_SECRET: 's'.repeat(32), AUTH_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----x' })
+      .join()).toMatch(/set only one/);
+  });
+});

@@ -1,0 +1,271 @@
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Cluster, ForwardHandler, ForwardOutcome } from '../../src/cluster/cluster.js';
+import { loadConfig } from '../../src/config/config.js';
+import { Dispatcher } from '../../src/dispatch/dispatcher.js';
+import type { Gateway, LocalOutcome } from '../../src/gateway/gateway.js';
+import type { Inbox, InboxEntry } from '../../src/inbox/inbox.js';
+import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
+import type { Delivery } from '../../src/ingest/queue.js';
+import { NotificationParser } from '../../src/notification/parse.js';
+import type { Envelope } from '../../src/notification/schema.js';
+import { Metrics } from '../../src/observability/metrics.js';
+
+/** Sockets of this node, scripted: what each session's sockets answer. */
+class FakeGateway {
+  answers = new Map<string, LocalOutcome>();
+  emitted: Array<{ to: string; envelope: Envelope }> = [];
+  replayed: string[] = [];
+  online = new Set<string>();
+  async deliverToSession(sessionId: string, envelope: Envelope): Promise<LocalOutcome> {
+    const outcome = this.answers.get(sessionId) ?? 'no_sockets';
+    if (outcome !== 'no_sockets') this.emitted.push({ to: `session:${sessionId}`, envelope });
+    return outcome;
+  }
+  emitToGroup(group: string, envelope: Envelope): void {
+    this.emitted.push({ to: `group:${group}`, envelope });
+  }
+  broadcast(envelope: Envelope): void {
+    this.emitted.push({ to: 'all', envelope });
+  }
+  localSockets(sessionId: string): number {
+    return this.online.has(sessionId) ? 1 : 0;
+  }
+  replaySession(sessionId: string): void {
+    this.replayed.push(sessionId);
+  }
+}
+
+/** Other nodes, scripted: which node holds which session and what it answers. */
+class FakeCluster implements Cluster {
+  readonly nodeId = 'here';
+  readonly connected = true;
+  owners = new Map<string, string[]>();
+  answers = new Map<string, ForwardOutcome | Error>();
+  forwarded: Array<{ node: string; sessionId: string }> = [];
+  handler: ForwardHandler | undefined;
+  async setLocalSockets(): Promise<void> {}
+  async remoteNodes(sessionId: string): Promise<string[]> {
+    return this.owners.get(sessionId) ?? [];
+  }
+  async presence() {
+    return { nodes: [], sockets: 0 };
+  }
+  async forward(node: string, sessionId: string): Promise<ForwardOutcome> {
+    this.forwarded.push({ node, sessionId });
+    const answer = this.answers.get(node) ?? 'not_delivered';
+    if (answer instanceof Error) throw answer;
+    return answer;
+  }
+  onForward(handler: ForwardHandler): void {
+    this.handler = handler;
+  }
+  async close(): Promise<void> {}
+}
+
+class FakeDelivery implements Delivery {
+  settled: string[] = [];
+  deadLetterReason: string | undefined;
+  readonly redelivered = false;
+  constructor(readonly message: Delivery['message']) {}
+  ack(): void {
+    this.settled.push('ack');
+  }
+  async deadLetter(reason: string): Promise<void> {
+    this.deadLetterReason = reason;
+    this.settled.push('deadLetter');
+  }
+  requeue(): void {
+    this.settled.push('requeue');
+  }
+}
+
+function setup(options: { inbox?: Inbox } = {}) {
+  const config = loadConfig({});
+  const metrics = new Metrics({ defaultMetrics: false });
+  const gateway = new FakeGateway();
+  const cluster = new FakeCluster();
+  const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { expired: () => {}, evicted: () => {} });
+  const dispatcher = new Dispatcher({
+    parser: new NotificationParser(config.limits),
+    gateway: gateway as unknown as Gateway,
+    cluster,
+    inbox,
+    metrics,
+    logger: pino({ level: 'silent' }),
+  });
+  const send = async (body: unknown, message: Partial<Delivery['message']> = {}) => {
+    const delivery = new FakeDelivery({
+      body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
+      ...message,
+    });
+    dispatcher.handle(delivery);
+    await dispatcher.idle();
+    return delivery;
+  };
+  const count = async (labels: Record<string, string>) => {
+    const metric = await metrics.deliveries.get();
+    return metric.values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+      .reduce((sum, v) => sum + v.value, 0);
+  };
+  return { gateway, cluster, inbox, metrics, dispatcher, send, count };
+}
+
+describe('dispatcher outcomes', () => {
+  it('acks a reliable session message once a local socket acked it', async () => {
+    const { gateway, send, count, inbox } = setup();
+    gateway.answers.set('s1', 'delivered');
+    const delivery = await send({ id: 'm', session: 's1', data: 1 });
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await count({ target: 'session', mode: 'reliable', outcome: 'delivered' })).toBe(1);
+    expect(await inbox.size('s1')).toBe(0);
+  });
+
+  it('stores a reliable message for an offline session, then acks', async () => {
+    const { send, count, inbox } = setup();
+    const delivery = await send({ id: 'm', session: 'away', data: { a: 1 }, event: 'ev' });
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await count({ outcome: 'stored' })).toBe(1);
+    const [entry] = await inbox.read('away', 10);
+    expect(entry).toMatchObject({ id: 'm', event: 'ev', data: { a: 1 }, reliable: true });
+  });
+
+  it('stores a reliable message no socket acked in time', async () => {
+    const { gateway, send, inbox } = setup();
+    gateway.answers.set('slow', 'not_delivered');
+    await send({ id: 'm', session: 'slow', data: 1 });
+    expect(await inbox.size('slow')).toBe(1);
+  });
+
+  it('stores a reliable message for a session whose sockets are too far behind', async () => {
+    const { gateway, send, inbox } = setup();
+    gateway.answers.set('behind', 'behind');
+    await send({ id: 'm', session: 'behind', data: 1 });
+    expect(await inbox.size('behind')).toBe(1);
+  });
+
+  it('replays at once when the session registered while its message was being stored', async () => {
+    const { gateway, send } = setup();
+    gateway.online.add('racer');
+    await send({ id: 'm', session: 'racer', data: 1 });
+    expect(gateway.replayed).toEqual(['racer']);
+  });
+
+  it('requeues and counts a failure when the inbox cannot store', async () => {
+    const broken: Inbox = {
+      store: async () => {
+        throw new Error('redis down');
+      },
+      read: async () => [] as InboxEntry[],
+      remove: async () => false,
+      size: async () => 0,
+      close: async () => {},
+    };
+    const { send, count } = setup({ inbox: broken });
+    const delivery = await send({ id: 'm', session: 'x', data: 1 });
+    expect(delivery.settled).toEqual(['requeue']);
+    expect(await count({ outcome: 'failed' })).toBe(1);
+  });
+
+  it('drops and counts a volatile message for an offline session', async () => {
+    const { send, count, inbox } = setup();
+    const delivery = await send({ session: 'gone', delivery: 'volatile', data: 1 });
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await count({ mode: 'volatile', outcome: 'dropped' })).toBe(1);
+    expect(await inbox.size('gone')).toBe(0);
+  });
+
+  it('counts an expired message per target and acks it without delivering', async () => {
+    const { gateway, send, count } = setup();
+    gateway.answers.set('a', 'delivered');
+    const delivery = await send(
+      { session: ['a', 'b'], group: 'g', data: 1, ttl: 1000 },
+      { timestamp: Date.now() - 5000 },
+    );
+    expect(delivery.settled).toEqual(['ack']);
+    expect(gateway.emitted).toEqual([]);
+    expect(await count({ target: 'session', outcome: 'expired' })).toBe(2);
+    expect(await count({ target: 'group', outcome: 'expired' })).toBe(1);
+  });
+
+  it('dead-letters an invalid message with its reason and counts it', async () => {
+    const { send, metrics } = setup();
+    const delivery = await send('{"data": 1}');
+    expect(delivery.settled).toEqual(['deadLetter']);
+    expect(delivery.deadLetterReason).toBe('no_target');
+    const invalid = await metrics.messagesInvalid.get();
+    expect(invalid.values).toEqual([expect.objectContaining({ labels: { reason: 'no_target' }, value: 1 })]);
+  });
+
+  it('emits once per group with the group named, and to everyone for a broadcast', async () => {
+    const { gateway, send, count } = setup();
+    await send({ id: 'm', group: ['g1', 'g2'], broadcast: true, data: 1, delivery: 'volatile' });
+    expect(gateway.emitted.map((e) => [e.to, e.envelope.group])).toEqual([
+      ['group:g1', 'g1'],
+      ['group:g2', 'g2'],
+      ['all', undefined],
+    ]);
+    expect(await count({ target: 'group', mode: 'volatile', outcome: 'delivered' })).toBe(2);
+    expect(await count({ target: 'broadcast', outcome: 'delivered' })).toBe(1);
+  });
+
+  it('counts amqp messages as received, but not those the HTTP API already counted', async () => {
+    const { send, metrics } = setup();
+    await send({ session: 's', data: 1, delivery: 'volatile' });
+    await send({ session: 's', data: 1, delivery: 'volatile' }, { source: 'http' });
+    const received = await metrics.messagesReceived.get();
+    expect(received.values).toEqual([expect.objectContaining({ labels: { source: 'amqp' }, value: 1 })]);
+  });
+});
+
+describe('dispatcher across nodes', () => {
+  it('acks a reliable message once the owning node reports it delivered', async () => {
+    const { cluster, send, count, inbox } = setup();
+    cluster.owners.set('remote', ['node-b']);
+    cluster.answers.set('node-b', 'delivered');
+    const delivery = await send({ id: 'm', session: 'remote', data: 1 });
+    expect(cluster.forwarded).toEqual([{ node: 'node-b', sessionId: 'remote' }]);
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await count({ outcome: 'delivered' })).toBe(1);
+    expect(await inbox.size('remote')).toBe(0);
+  });
+
+  it('is delivered when any of the nodes holding the session delivers it', async () => {
+    const { cluster, send, count } = setup();
+    cluster.owners.set('tabs', ['node-b', 'node-c']);
+    cluster.answers.set('node-b', 'not_delivered');
+    cluster.answers.set('node-c', 'delivered');
+    await send({ id: 'm', session: 'tabs', data: 1 });
+    expect(await count({ outcome: 'delivered' })).toBe(1);
+  });
+
+  it('stores the message when the owning node does not deliver it or fails', async () => {
+    const { cluster, send, inbox } = setup();
+    cluster.owners.set('lost', ['node-b', 'node-c']);
+    cluster.answers.set('node-b', 'not_delivered');
+    cluster.answers.set('node-c', new Error('bus down'));
+    const delivery = await send({ id: 'm', session: 'lost', data: 1 });
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await inbox.size('lost')).toBe(1);
+  });
+
+  it('forwards a volatile message and counts it as forwarded', async () => {
+    const { cluster, send, count } = setup();
+    cluster.owners.set('v', ['node-b']);
+    await send({ session: 'v', data: 1, delivery: 'volatile' });
+    expect(cluster.forwarded).toHaveLength(1);
+    expect(await count({ mode: 'volatile', outcome: 'forwarded' })).toBe(1);
+  });
+
+  it('delivers a message forwarded by another node to its local sockets and reports back', async () => {
+    const { cluster, gateway } = setup();
+    gateway.answers.set('mine', 'delivered');
+    const now = Date.now();
+    const notification = {
+      id: 'fw', sessions: ['mine'], groups: [], broadcast: false, event: 'message', data: 1,
+      reliable: true, enqueuedAt: now, expiresAt: now + 1000,
+    };
+    expect(await cluster.handler!('mine', notification)).toBe('delivered');
+    expect(await cluster.handler!('not-here', notification)).toBe('not_delivered');
+  });
+});
