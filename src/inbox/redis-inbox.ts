@@ -31,7 +31,8 @@ export interface RedisInboxOptions {
 }
 
 /*
- * Key layout, per session (`<enc>` is the session id escaped by `encodeSessionId`):
+ * Key layout, per session (`<enc>` is the session id escaped by `escapeId`; the ids in members and
+ * fields are message ids escaped the same way):
  *
  *   <prefix>{inbox:<enc>}:order   ZSET  id -> position (1, 2, 3, ...: insertion order)
  *   <prefix>{inbox:<enc>}:expiry  ZSET  id -> expiresAt (ms since epoch), so expired ids are a range query
@@ -79,7 +80,8 @@ local latest = redis.call('ZRANGE', expiry, -1, -1, 'WITHSCORES')
 if latest[2] then
   local ttl = math.max(tonumber(latest[2]) - tonumber(ARGV[5]), 0) + tonumber(ARGV[6])
   local time = redis.call('TIME')
-  local at = string.format('%.0f', math.ceil(tonumber(time[1]) * 1000 + tonumber(time[2]) / 1000 + ttl))
+  local redisNow = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local at = string.format('%.0f', redisNow + math.ceil(ttl))
   redis.call('PEXPIREAT', order, at)
   redis.call('PEXPIREAT', expiry, at)
   redis.call('PEXPIREAT', data, at)
@@ -155,12 +157,14 @@ interface SessionKeys {
 const ORDER_SUFFIX = ':order';
 
 /**
- * Escapes a session id so that any two different ids give different keys and no id can end the hash
- * tag or add glob syntax: `[A-Za-z0-9_.-]` stay as they are (typical ids remain readable in
- * `redis-cli`), every other UTF-16 code unit, `%` included, becomes `%` and four hex digits.
+ * Escapes a session or message id for use in keys and members, so that any two different ids stay
+ * different in Redis. Redis sees UTF-8, in which unpaired UTF-16 surrogates would all turn into U+FFFD;
+ * so `[A-Za-z0-9_.-]` stay as they are (typical ids remain readable in `redis-cli`) and every other UTF-16
+ * code unit, `%` included, becomes `%` and four hex digits. The result cannot end a hash tag (no `}`)
+ * and holds no glob syntax for SCAN patterns.
  */
-function encodeSessionId(sessionId: string): string {
-  return sessionId.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
+function escapeId(id: string): string {
+  return id.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function keysOf(base: string): SessionKeys {
@@ -221,7 +225,7 @@ export class RedisInbox implements Inbox {
       throw new TypeError(`inbox entry ${entry.id}: expiresAt must be a finite ms timestamp, got ${entry.expiresAt}`);
     }
     const evicted = await storeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [
-      entry.id,
+      escapeId(entry.id),
       JSON.stringify(entry),
       entry.expiresAt,
       this.options.maxPerSession,
@@ -236,7 +240,7 @@ export class RedisInbox implements Inbox {
   }
 
   async remove(sessionId: string, id: string): Promise<boolean> {
-    return (await removeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [id])) === 1;
+    return (await removeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [escapeId(id)])) === 1;
   }
 
   async size(sessionId: string): Promise<number> {
@@ -286,6 +290,6 @@ export class RedisInbox implements Inbox {
   }
 
   private keys(sessionId: string): SessionKeys {
-    return keysOf(`${this.options.keyPrefix}{inbox:${encodeSessionId(sessionId)}}`);
+    return keysOf(`${this.options.keyPrefix}{inbox:${escapeId(sessionId)}}`);
   }
 }

@@ -105,7 +105,7 @@ function setup(options: { inbox?: Inbox } = {}) {
   };
   const count = async (labels: Record<string, string>) => {
     const metric = await metrics.deliveries.get();
-    return metric.values.filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    return metric.values.filter((v) => Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x))
       .reduce((sum, v) => sum + v.value, 0);
   };
   return { gateway, cluster, inbox, metrics, dispatcher, send, count };

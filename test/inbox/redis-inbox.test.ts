@@ -1,0 +1,271 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import type { InboxEntry } from '../../src/inbox/inbox.js';
+import { RedisInbox, type RedisInboxOptions } from '../../src/inbox/redis-inbox.js';
+import { REDIS_URL, requireService, uniqueName } from '../support/services.js';
+import { describeInbox, ids, inboxEntry, recordEvents, TRICKY_SESSION_IDS, type RecordedEvents } from './inbox.behaviour.js';
+
+// Two clients stand for two push-center nodes sharing one Redis.
+let node1: Redis | undefined;
+let node2: Redis | undefined;
+/** Every key of the running test is under this prefix; a new one per test. */
+let prefix = '';
+const prefixesToClean = new Set<string>();
+
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+async function keysUnder(keyPrefix: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await node1!.scan(cursor, 'MATCH', `${escapeGlob(keyPrefix)}*`, 'COUNT', 1000);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
+async function deleteKeysUnder(keyPrefix: string): Promise<void> {
+  const keys = await keysUnder(keyPrefix);
+  if (keys.length > 0) await node1!.unlink(...keys);
+}
+
+/** The part of a key Redis Cluster hashes: the first non-empty `{...}`, else the whole key. */
+function hashTagOf(key: string): string {
+  const open = key.indexOf('{');
+  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
+  return close > open + 1 ? key.slice(open + 1, close) : key;
+}
+
+beforeAll(async () => {
+  await requireService('Redis', REDIS_URL);
+  node1 = new Redis(REDIS_URL);
+  node2 = new Redis(REDIS_URL);
+});
+
+beforeEach(() => {
+  prefix = `${uniqueName('test-inbox')}:`;
+  prefixesToClean.add(prefix);
+});
+
+afterEach(async () => {
+  if (!node1) return;
+  await deleteKeysUnder(prefix);
+  prefixesToClean.delete(prefix);
+});
+
+afterAll(async () => {
+  if (node1) for (const leftover of prefixesToClean) await deleteKeysUnder(leftover);
+  await Promise.all([node1?.quit(), node2?.quit()]);
+});
+
+describeInbox('RedisInbox', (settings, events) => new RedisInbox(node1!, { keyPrefix: prefix, ...settings }, events));
+
+describe('RedisInbox shared by several nodes', () => {
+  const start = 1_700_000_000_000;
+  let clock = start;
+  const opened: RedisInbox[] = [];
+
+  beforeEach(() => {
+    clock = start;
+  });
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((inbox) => inbox.close()));
+  });
+
+  function open(
+    client: Redis,
+    options: Partial<RedisInboxOptions> = {},
+  ): { inbox: RedisInbox; events: RecordedEvents } {
+    const events = recordEvents();
+    const inbox = new RedisInbox(client, { keyPrefix: prefix, maxPerSession: 100, now: () => clock, ...options }, events);
+    opened.push(inbox);
+    return { inbox, events };
+  }
+
+  const entry = (id: string, ttlMs?: number) => inboxEntry(id, clock, ttlMs);
+
+  it('keeps the bound and counts every eviction when two nodes store into one session at once', async () => {
+    const first = open(node1!, { maxPerSession: 50 });
+    const second = open(node2!, { maxPerSession: 50 });
+    const stored = new Map<string, InboxEntry>();
+    const stores: Promise<void>[] = [];
+    for (let i = 0; i < 100; i += 1) {
+      for (const [node, { inbox }] of [['n1', first], ['n2', second]] as const) {
+        const e = entry(`${node}-${String(i).padStart(3, '0')}`);
+        stored.set(e.id, e);
+        stores.push(inbox.store('busy', e));
+      }
+    }
+    await Promise.all(stores);
+
+    const survivors = await first.inbox.read('busy', 1000);
+    expect(survivors).toHaveLength(50);
+    expect(await second.inbox.size('busy')).toBe(50);
+    expect(first.events.evictedTotal() + second.events.evictedTotal()).toBe(150);
+    for (const survivor of survivors) expect(survivor).toEqual(stored.get(survivor.id));
+    // Each node's stores reach Redis in the order it sent them, so only the newest of each can survive,
+    // and they come out in that order.
+    for (const node of ['n1', 'n2']) {
+      const own = ids(survivors).filter((id) => id.startsWith(`${node}-`));
+      const newest = Array.from({ length: own.length }, (_, k) => `${node}-${String(100 - own.length + k).padStart(3, '0')}`);
+      expect(own).toEqual(newest);
+    }
+  });
+
+  it('loses nothing when two nodes store into one session at once within the bound', async () => {
+    const first = open(node1!, { maxPerSession: 50 });
+    const second = open(node2!, { maxPerSession: 50 });
+    const expected: string[] = [];
+    const stores: Promise<void>[] = [];
+    for (let i = 0; i < 25; i += 1) {
+      for (const [node, { inbox }] of [['n1', first], ['n2', second]] as const) {
+        expected.push(`${node}-${i}`);
+        stores.push(inbox.store('busy', entry(`${node}-${i}`)));
+      }
+    }
+    await Promise.all(stores);
+
+    expect(ids(await first.inbox.read('busy', 1000)).sort()).toEqual(expected.sort());
+    expect(first.events.evictedCalls).toEqual([]);
+    expect(second.events.evictedCalls).toEqual([]);
+  });
+
+  it('stores a message once when two nodes store it at the same time', async () => {
+    const first = open(node1!);
+    const second = open(node2!);
+    const messages = Array.from({ length: 100 }, (_, i) => entry(`m-${i}`));
+    await Promise.all(messages.flatMap((m) => [first.inbox.store('s1', m), second.inbox.store('s1', m)]));
+
+    expect(ids(await first.inbox.read('s1', 1000)).sort()).toEqual(ids(messages).sort());
+    expect(await first.inbox.size('s1')).toBe(100);
+  });
+
+  it('counts each expired entry once when two nodes read the session at the same time', async () => {
+    const first = open(node1!);
+    const second = open(node2!);
+    for (let i = 0; i < 100; i += 1) await first.inbox.store('s1', entry(`m-${i}`, 1_000));
+
+    clock = start + 1_000;
+    const [fromFirst, fromSecond] = await Promise.all([first.inbox.read('s1', 10), second.inbox.read('s1', 10)]);
+    expect([...fromFirst, ...fromSecond]).toEqual([]);
+    expect(first.events.expiredTotal() + second.events.expiredTotal()).toBe(100);
+  });
+
+  it('lets exactly one of two nodes remove the same acked entry', async () => {
+    const first = open(node1!);
+    const second = open(node2!);
+    await first.inbox.store('s1', entry('acked'));
+
+    const removed = await Promise.all([first.inbox.remove('s1', 'acked'), second.inbox.remove('s1', 'acked')]);
+    expect(removed.sort()).toEqual([false, true]);
+  });
+
+  it('sets one key expiry on all keys of a session: its latest entry plus the grace period', async () => {
+    const { inbox } = open(node1!, { keyExpiryGraceMs: 5_000 });
+    const expectKeyTtl = async (ms: number) => {
+      const keys = await keysUnder(prefix);
+      expect(keys).toHaveLength(3);
+      for (const key of keys) {
+        const pttl = await node1!.pttl(key);
+        expect(pttl, key).toBeGreaterThan(ms - 1_000);
+        expect(pttl, key).toBeLessThanOrEqual(ms);
+      }
+    };
+
+    await inbox.store('s1', entry('a', 10_000));
+    await expectKeyTtl(15_000);
+    await inbox.store('s1', entry('b', 30_000));
+    await expectKeyTtl(35_000);
+    await inbox.store('s1', entry('c', 1_000));
+    await expectKeyTtl(35_000);
+  });
+
+  it('keeps abandoned keys for 60 s past the latest expiry by default', async () => {
+    const { inbox } = open(node1!);
+    await inbox.store('s1', entry('a', 10_000));
+
+    const keys = await keysUnder(prefix);
+    expect(keys).toHaveLength(3);
+    for (const key of keys) expect(await node1!.pttl(key)).toBeGreaterThan(69_000);
+  });
+
+  it('lets Redis delete an abandoned inbox by itself', async () => {
+    const { inbox } = open(node1!, { now: Date.now, keyExpiryGraceMs: 0 });
+    await inbox.store('gone', inboxEntry('a', Date.now(), 100));
+    expect(await keysUnder(prefix)).toHaveLength(3);
+
+    await vi.waitFor(async () => expect(await keysUnder(prefix)).toEqual([]), { timeout: 3_000, interval: 50 });
+  });
+
+  it('keeps the keys of a session in one Redis Cluster hash slot and apart from other sessions', async () => {
+    const { inbox } = open(node1!);
+    for (const session of TRICKY_SESSION_IDS) await inbox.store(session, entry('m'));
+
+    const keysByTag = new Map<string, string[]>();
+    for (const key of await keysUnder(prefix)) keysByTag.set(hashTagOf(key), [...(keysByTag.get(hashTagOf(key)) ?? []), key]);
+    expect(keysByTag.size).toBe(TRICKY_SESSION_IDS.length);
+    for (const keys of keysByTag.values()) expect(keys).toHaveLength(3);
+  });
+
+  it('rejects the operation when Redis cannot be reached, so the dispatcher can requeue', async () => {
+    const closedClient = new Redis(REDIS_URL);
+    await closedClient.quit();
+    const { inbox } = open(closedClient);
+
+    await expect(inbox.store('s1', entry('a'))).rejects.toThrow();
+    await expect(inbox.read('s1', 10)).rejects.toThrow();
+    await expect(inbox.remove('s1', 'a')).rejects.toThrow();
+  });
+
+  it('keeps working after Redis forgot its cached scripts', async () => {
+    const { inbox } = open(node1!);
+    await inbox.store('s1', entry('a'));
+    await node1!.script('FLUSH');
+
+    await inbox.store('s1', entry('b'));
+    expect(ids(await inbox.read('s1', 10))).toEqual(['a', 'b']);
+    expect(await inbox.remove('s1', 'a')).toBe(true);
+  });
+
+  it('sweeps and counts the expired entries of sessions nobody reads, under its own prefix only', async () => {
+    const { inbox, events } = open(node1!);
+    const neighbourPrefix = `${prefix}neighbour:`;
+    const neighbour = open(node1!, { keyPrefix: neighbourPrefix });
+    for (const session of TRICKY_SESSION_IDS) await inbox.store(session, entry('stale', 1_000));
+    await inbox.store('a:b', entry('alive', 5_000));
+    await neighbour.inbox.store('a:b', entry('stale', 1_000));
+
+    clock = start + 1_000;
+    await inbox.sweep();
+
+    expect(events.expiredTotal()).toBe(TRICKY_SESSION_IDS.length);
+    expect(ids(await inbox.read('a:b', 10))).toEqual(['alive']);
+    expect(await inbox.size('{x}')).toBe(0);
+    expect(await neighbour.inbox.size('a:b')).toBe(1);
+  });
+
+  it('sweeps on its own every sweepIntervalMs and stops when closed', async () => {
+    const { inbox, events } = open(node1!, { sweepIntervalMs: 20 });
+    await inbox.store('s1', entry('a', 1_000));
+
+    clock = start + 1_000;
+    await vi.waitFor(() => expect(events.expiredCalls).toEqual([1]), { timeout: 3_000, interval: 20 });
+
+    await inbox.close();
+    await inbox.store('s2', entry('b', 1_000));
+    clock = start + 5_000;
+    const scans = vi.spyOn(node1!, 'scan');
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(scans).not.toHaveBeenCalled();
+    } finally {
+      scans.mockRestore();
+    }
+    expect(await inbox.size('s2')).toBe(1);
+    expect(events.expiredCalls).toEqual([1]);
+  });
+});
