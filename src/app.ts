@@ -1,5 +1,7 @@
 import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
+import { connectRedis, quitRedis } from './cluster/redis-client.js';
 import type { Cluster } from './cluster/cluster.js';
 import { SingleNode } from './cluster/single-node.js';
 import type { Config } from './config/config.js';
@@ -7,15 +9,18 @@ import { BackpressureMonitor } from './dispatch/backpressure.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { openAccess, type Authenticator } from './gateway/auth.js';
 import { Gateway, type PushServer } from './gateway/gateway.js';
+import { JwtAuthenticator } from './gateway/jwt-auth.js';
 import { registerOperationsRoutes, createHttpServer, type Readiness } from './http/server.js';
 import type { Inbox } from './inbox/inbox.js';
 import { MemoryInbox } from './inbox/memory-inbox.js';
+import { RedisInbox } from './inbox/redis-inbox.js';
+import { AmqpQueue } from './ingest/amqp-queue.js';
 import { registerNotificationRoute } from './ingest/http-route.js';
 import { MemoryQueue } from './ingest/memory-queue.js';
 import type { NotificationQueue } from './ingest/queue.js';
 import { NotificationParser } from './notification/parse.js';
 import { createLogger, type Logger } from './observability/logger.js';
-import { Metrics } from './observability/metrics.js';
+import { Metrics, type Dependency } from './observability/metrics.js';
 
 /** Engines to use instead of the ones the configuration picks (tests, embedding). */
 export interface AppOverrides {
@@ -24,6 +29,18 @@ export interface AppOverrides {
   inbox?: Inbox;
   cluster?: Cluster;
   auth?: Authenticator;
+}
+
+/** Everything a node is built from; `App.create` picks and connects them from the configuration. */
+interface Parts {
+  logger: Logger;
+  metrics: Metrics;
+  queue: NotificationQueue;
+  inbox: Inbox;
+  cluster: Cluster;
+  auth: Authenticator;
+  /** Redis connections this node opened (closed last). */
+  redis: Redis[];
 }
 
 /**
@@ -42,25 +59,61 @@ export class App {
   readonly dispatcher: Dispatcher;
   readonly http;
   readonly io: PushServer;
+  private readonly redis: Redis[];
   private readonly backpressure: BackpressureMonitor;
   private closing: Promise<void> | undefined;
   private started = false;
 
-  constructor(config: Config, overrides: AppOverrides = {}) {
-    this.config = config;
-    this.logger = overrides.logger ?? createLogger(config.logLevel, config.nodeId);
-    const metrics = (this.metrics = new Metrics());
-    const parser = new NotificationParser(config.limits);
+  /**
+   * Connects the engines the configuration asks for (RabbitMQ when `AMQP_URL` is set, Redis when
+   * `REDIS_URL` is) and builds the node. Fails with a message naming the setting when a dependency
+   * cannot be reached or does not match (e.g. a queue declared with other arguments).
+   */
+  static async create(config: Config, overrides: AppOverrides = {}): Promise<App> {
+    const logger = overrides.logger ?? createLogger(config.logLevel, config.nodeId);
+    const metrics = new Metrics();
+    const redis: Redis[] = [];
+    try {
+      const client = config.redis.url && (!overrides.inbox || !overrides.cluster)
+        ? await connectRedis(config.redis.url, 'commands', logger)
+        : undefined;
+      if (client) redis.push(client);
+      const inbox = overrides.inbox ?? (client
+        ? new RedisInbox(client, { keyPrefix: config.redis.keyPrefix, maxPerSession: config.inboxMax }, inboxEvents(metrics))
+        : new MemoryInbox({ maxPerSession: config.inboxMax }, inboxEvents(metrics)));
+      const cluster = overrides.cluster ?? new SingleNode(config.nodeId);
+      const queue = overrides.queue ?? (config.amqp.url
+        ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })
+        : new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax }));
+      const auth = overrides.auth ?? (config.auth.mode === 'jwt'
+        ? await JwtAuthenticator.create({
+          secret: config.auth.jwtSecret,
+          publicKeyPem: config.auth.jwtPublicKey,
+          maxIdLength: config.limits.maxIdLength,
+          maxGroups: config.limits.maxGroups,
+        })
+        : openAccess);
+      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis });
+    } catch (err) {
+      await Promise.all(redis.map(quitRedis));
+      throw err;
+    }
+  }
 
-    this.queue = overrides.queue ?? new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax });
-    this.inbox = overrides.inbox ?? new MemoryInbox({ maxPerSession: config.inboxMax }, {
-      expired: (n) => metrics.inbox.inc({ op: 'expired' }, n),
-      evicted: (n) => metrics.inbox.inc({ op: 'evicted' }, n),
-    });
-    this.cluster = overrides.cluster ?? new SingleNode(config.nodeId);
+  private constructor(config: Config, parts: Parts) {
+    this.config = config;
+    const { logger, metrics } = parts;
+    this.logger = logger;
+    this.metrics = metrics;
+    this.queue = parts.queue;
+    this.inbox = parts.inbox;
+    this.cluster = parts.cluster;
+    this.redis = parts.redis;
+    const parser = new NotificationParser(config.limits);
 
     const queue = this.queue;
     metrics.trackInflight(() => queue.inflight);
+    metrics.trackDependencies(() => this.dependencies());
 
     this.http = createHttpServer({ bodyLimit: config.httpBodyMaxBytes, logger: this.logger, metrics });
     this.io = new Server(this.http.server, {
@@ -76,7 +129,7 @@ export class App {
         maxIdLength: config.limits.maxIdLength,
         maxGroups: config.limits.maxGroups,
       },
-      auth: overrides.auth ?? openAccess,
+      auth: parts.auth,
       cluster: this.cluster,
       inbox: this.inbox,
       metrics,
@@ -91,7 +144,11 @@ export class App {
       logger: this.logger.child({ component: 'dispatch' }),
     });
     this.backpressure = new BackpressureMonitor(
-      { lagMs: config.backpressure.lagMs, heapBytes: config.backpressure.heapBytes },
+      {
+        lagMs: config.backpressure.lagMs,
+        heapBytes: config.backpressure.heapBytes,
+        dependenciesUp: () => Object.values(this.dependencies()).every(Boolean),
+      },
       this.queue,
       metrics,
       this.logger.child({ component: 'backpressure' }),
@@ -106,6 +163,14 @@ export class App {
         return { online: presence.sockets > 0, sockets: presence.sockets, nodes: presence.nodes, inbox };
       },
     });
+  }
+
+  /** Each configured dependency: connected or not. */
+  dependencies(): Partial<Record<Dependency, boolean>> {
+    const up: Partial<Record<Dependency, boolean>> = {};
+    if (this.queue.engine === 'amqp') up.amqp = this.queue.connected;
+    if (this.redis.length > 0) up.redis = this.redis.every((client) => client.status === 'ready');
+    return up;
   }
 
   /** Listens on `PORT` (0: any free port) and starts consuming; resolves with the address. */
@@ -132,9 +197,7 @@ export class App {
   }
 
   readiness(): Readiness {
-    const checks: Record<string, boolean> = {};
-    if (this.queue.engine === 'amqp') checks.amqp = this.queue.connected;
-    if (this.config.redis.url !== undefined) checks.redis = this.cluster.connected;
+    const checks: Record<string, boolean> = { ...this.dependencies() };
     checks.consuming = this.started && this.closing === undefined && this.queue.consuming;
     return { ready: Object.values(checks).every(Boolean), checks };
   }
@@ -165,8 +228,16 @@ export class App {
     await this.http.close();
     await this.queue.close();
     await Promise.all([this.inbox.close(), this.cluster.close()]);
+    await Promise.all(this.redis.map(quitRedis));
     logger.info('stopped');
   }
+}
+
+function inboxEvents(metrics: Metrics) {
+  return {
+    expired: (n: number) => metrics.inbox.inc({ op: 'expired' }, n),
+    evicted: (n: number) => metrics.inbox.inc({ op: 'evicted' }, n),
+  };
 }
 
 function corsFor(origins: string[]): { origin: boolean | string[] } | undefined {

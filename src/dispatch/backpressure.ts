@@ -8,6 +8,8 @@ export interface BackpressureOptions {
   /** Heap in use (bytes) above which consumption pauses. */
   heapBytes: number;
   intervalMs?: number;
+  /** False while a dependency the dispatcher needs (Redis, RabbitMQ) is down: hold work until it is back. */
+  dependenciesUp?: () => boolean;
 }
 
 /** What backpressure holds: the queue consumer. */
@@ -16,12 +18,13 @@ export interface Pausable {
   resume(): void;
 }
 
-export type PressureReason = 'event_loop_lag' | 'heap';
+export type PressureReason = 'event_loop_lag' | 'heap' | 'dependency_down';
 
 /**
  * Watches the event loop and the heap; when either crosses its watermark the consumer stops taking new
  * work from the queue, and it resumes only once both are back well below (lag under half, heap under
- * 80 %), so it does not flap. The queue absorbs the excess meanwhile (SPEC §5).
+ * 80 %), so it does not flap. The queue absorbs the excess meanwhile (SPEC §5). A dependency that is
+ * down (Redis: no inbox, no directory) holds consumption the same way until it is back.
  */
 export class BackpressureMonitor {
   private readonly delay: IntervalHistogram;
@@ -58,8 +61,11 @@ export class BackpressureMonitor {
   check(lagMs = this.delay.percentile(99) / 1e6, heap = this.heapUsed()): void {
     this.delay.reset();
     const { lagMs: maxLag, heapBytes } = this.options;
+    const dependenciesUp = this.options.dependenciesUp?.() ?? true;
     if (!this.pausedFor) {
-      const reason: PressureReason | undefined = lagMs > maxLag ? 'event_loop_lag' : heap > heapBytes ? 'heap' : undefined;
+      const reason: PressureReason | undefined = !dependenciesUp
+        ? 'dependency_down'
+        : lagMs > maxLag ? 'event_loop_lag' : heap > heapBytes ? 'heap' : undefined;
       if (!reason) return;
       this.pausedFor = reason;
       this.consumer.pause();
@@ -67,7 +73,7 @@ export class BackpressureMonitor {
       this.metrics.backpressureEvents.inc({ reason });
       this.logger.warn({ reason, lagMs: Math.round(lagMs), heapMb: Math.round(heap / 2 ** 20) },
         'overloaded: consumption paused, the queue holds new work');
-    } else if (lagMs < maxLag / 2 && heap < heapBytes * 0.8) {
+    } else if (dependenciesUp && lagMs < maxLag / 2 && heap < heapBytes * 0.8) {
       this.logger.info({ reason: this.pausedFor, lagMs: Math.round(lagMs), heapMb: Math.round(heap / 2 ** 20) },
         'recovered: consumption resumed');
       this.pausedFor = undefined;

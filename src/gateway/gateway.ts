@@ -5,13 +5,16 @@ import type { Envelope } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Authenticator } from './auth.js';
+import { UnauthorizedError, type TokenIdentity } from './jwt-auth.js';
 import type {
   ClientToServerEvents,
   RegisterRequest,
   RegisterResponse,
   ServerToClientEvents,
   SocketData,
+  TokenExpired,
 } from './protocol.js';
+import { TOKEN_EXPIRED_EVENT } from './protocol.js';
 
 export type PushServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 type PushSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -65,7 +68,13 @@ export class Gateway {
           socket.data = { sessionId: undefined, groups: [], identity };
           next();
         })
-        .catch(() => next(new Error('unauthorized')));
+        .catch((err: unknown) => {
+          const reason = err instanceof UnauthorizedError ? err.reason : 'internal';
+          deps.metrics.socketRefusals.inc({ reason: `auth_${reason}` });
+          deps.logger.info({ reason, address: socket.handshake.address }, 'socket refused: unauthorized');
+          // The client learns only that it is unauthorized; the reason stays in the logs and metrics.
+          next(new Error('unauthorized'));
+        });
     });
     io.on('connection', (socket) => this.onConnection(socket));
   }
@@ -134,8 +143,26 @@ export class Gateway {
     const { metrics, logger } = this.deps;
     metrics.connectedSockets.inc();
     pendingAcks.set(socket, new Set());
-    const identity = socket.data.identity;
-    if (identity) void this.register(socket, { sessionId: identity.sessionId, groups: identity.groups });
+    const identity = socket.data.identity as TokenIdentity | undefined;
+    let expiry: NodeJS.Timeout | undefined;
+    if (identity) {
+      void this.register(socket, { sessionId: identity.sessionId, groups: identity.groups });
+      if (identity.expiresAt !== undefined) {
+        // setTimeout holds at most ~24.8 days; a later expiry is checked again then.
+        const expire = () => {
+          const left = identity.expiresAt! - Date.now();
+          if (left > 0) {
+            expiry = setTimeout(expire, Math.min(left, 2 ** 31 - 1));
+            return;
+          }
+          const info: TokenExpired = { code: 'token_expired', message: 'your token expired; connect again with a new one' };
+          (socket as unknown as Socket).emit(TOKEN_EXPIRED_EVENT, info);
+          metrics.socketRefusals.inc({ reason: 'token_expired' });
+          socket.disconnect(true);
+        };
+        expire();
+      }
+    }
 
     socket.on('register', (request, ack) => {
       void this.register(socket, request).then((response) => {
@@ -143,6 +170,7 @@ export class Gateway {
       });
     });
     socket.on('disconnect', (reason) => {
+      clearTimeout(expiry);
       metrics.connectedSockets.dec();
       for (const settle of pendingAcks.get(socket) ?? []) settle(false);
       const sessionId = socket.data.sessionId;

@@ -2,6 +2,11 @@ import type { Envelope } from '../notification/schema.js';
 
 /** The browser protocol of SPEC §3 as types: what a client sends and what it gets back. */
 
+export interface TokenExpired {
+  code: 'token_expired';
+  message: string;
+}
+
 export interface RegisterRequest {
   sessionId?: string;
   groups?: string | string[];
@@ -25,6 +30,9 @@ export interface ClientToServerEvents {
 export interface ServerToClientEvents {
   [event: string]: (envelope: Envelope, ack?: () => void) => void;
 }
+
+/** The event sent, with a `TokenExpired`, just before the server disconnects a socket whose token ran out. */
+export const TOKEN_EXPIRED_EVENT = 'token_expired';
 
 /** What the server keeps on each socket (`socket.data`). */
 export interface SocketData {

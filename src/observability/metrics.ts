@@ -74,15 +74,32 @@ export class Metrics {
     labelNames: ['op'] as const,
     registers: [this.registry],
   });
-  readonly dependencyUp = new Gauge({
+  readonly socketRefusals = new Counter({
+    name: 'pushcenter_socket_refusals_total',
+    help: 'Socket connections and registrations refused, by reason',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  /** Read at scrape time (`trackDependencies`). */
+  private dependencySource: () => Partial<Record<Dependency, boolean>> = () => ({});
+  readonly dependencyUp: Gauge<'dependency'> = new Gauge({
     name: 'pushcenter_dependency_up',
     help: '1 while the dependency is connected (only configured dependencies are listed)',
     labelNames: ['dependency'] as const,
     registers: [this.registry],
+    collect: (): void => {
+      for (const [dependency, up] of Object.entries(this.dependencySource())) {
+        this.dependencyUp.set({ dependency }, up ? 1 : 0);
+      }
+    },
   });
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
+  }
+
+  trackDependencies(source: () => Partial<Record<Dependency, boolean>>): void {
+    this.dependencySource = source;
   }
 
   trackInflight(source: () => number): void {

@@ -18,7 +18,7 @@ const clients = new Set<Client>();
 
 export async function startNode(env: Record<string, string | number> = {}, overrides: AppOverrides = {}): Promise<Running> {
   const config = loadConfig({ PORT: 0, HOST: '127.0.0.1', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', ...env });
-  const app = new App(config, { logger: createLogger(config.logLevel, config.nodeId, false), ...overrides });
+  const app = await App.create(config, { logger: createLogger(config.logLevel, config.nodeId, false), ...overrides });
   const address = await app.start();
   return { app, url: `http://127.0.0.1:${address.port}`, close: () => app.close() };
 }

@@ -32,3 +32,61 @@ export async function requireService(name: 'RabbitMQ' | 'Redis', url: string): P
     throw new Error(`${name} is not reachable at ${hostname}:${port}; these tests need it running (e.g. \`${start}\`)`);
   }
 }
+
+/** Removes queues and exchanges a test declared (missing ones are fine). */
+export async function deleteAmqp(names: { queues?: string[]; exchanges?: string[] }): Promise<void> {
+  const { connect: connectAmqp } = await import('amqplib');
+  const connection = await connectAmqp(AMQP_URL);
+  try {
+    for (const queue of names.queues ?? []) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      await channel.deleteQueue(queue).catch(() => undefined);
+      await channel.close().catch(() => undefined);
+    }
+    for (const exchange of names.exchanges ?? []) {
+      const channel = await connection.createChannel();
+      channel.on('error', () => undefined);
+      await channel.deleteExchange(exchange).catch(() => undefined);
+      await channel.close().catch(() => undefined);
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
+/** Removes every Redis key under the prefix. */
+export async function deleteRedisKeys(prefix: string): Promise<number> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(REDIS_URL);
+  let deleted = 0;
+  try {
+    let cursor = '0';
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
+      cursor = next;
+      if (keys.length > 0) deleted += await redis.del(...keys);
+    } while (cursor !== '0');
+  } finally {
+    redis.disconnect();
+  }
+  return deleted;
+}
+
+/** Settings for a node on the real engines, with names of its own. */
+export function realEngines(name: string): Record<string, string> {
+  return {
+    AMQP_URL,
+    REDIS_URL,
+    AMQP_QUEUE: name,
+    AMQP_DEAD_LETTER_QUEUE: `${name}.dead`,
+    AMQP_DEAD_LETTER_EXCHANGE: `${name}.dlx`,
+    REDIS_KEY_PREFIX: `${name}:`,
+  };
+}
+
+/** Removes everything `realEngines(name)` made. */
+export async function cleanupRealEngines(name: string): Promise<void> {
+  await deleteAmqp({ queues: [name, `${name}.dead`], exchanges: [`${name}.dlx`] });
+  await deleteRedisKeys(`${name}:`);
+}

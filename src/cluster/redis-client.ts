@@ -1,0 +1,75 @@
+import { Redis } from 'ioredis';
+import type { Logger } from '../observability/logger.js';
+
+/**
+ * Opens an ioredis client for push-center's use of Redis and waits until it is ready.
+ *
+ * Commands fail at once while Redis is unreachable (no offline queue, one retry), so a dispatcher never
+ * waits on a dead connection and nothing piles up in memory (FACTS: ioredis's offline queue is unbounded);
+ * the client keeps reconnecting with capped, jittered back-off, and every error is logged, never thrown
+ * at the process.
+ */
+export async function connectRedis(url: string, name: string, logger: Logger, timeoutMs = 10_000): Promise<Redis> {
+  const log = logger.child({ component: 'redis', connection: name });
+  const client = new Redis(url, {
+    connectionName: `push-center:${name}`,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 5000,
+    retryStrategy: (attempt) => Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2),
+  });
+  let wasReady = false;
+  client.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  client.on('ready', () => {
+    if (wasReady) log.info('redis reconnected');
+    wasReady = true;
+  });
+  client.on('close', () => {
+    if (wasReady) log.warn('redis connection lost; reconnecting');
+  });
+  try {
+    await withTimeout(client.connect(), timeoutMs, `Redis at ${redact(url)} did not answer within ${timeoutMs} ms`);
+  } catch (err) {
+    client.disconnect();
+    throw new Error(`cannot connect to REDIS_URL ${redact(url)}: ${(err as Error).message}`);
+  }
+  return client;
+}
+
+/** A second connection for subscriptions (a subscribed connection can run no other command). */
+export async function duplicateForSubscriptions(client: Redis, name: string, logger: Logger): Promise<Redis> {
+  const log = logger.child({ component: 'redis', connection: name });
+  const subscriber = client.duplicate({ connectionName: `push-center:${name}`, lazyConnect: true });
+  subscriber.on('error', (err: Error) => log.warn({ err: err.message }, 'redis connection error'));
+  await subscriber.connect();
+  return subscriber;
+}
+
+/** Quits gracefully, or drops the connection when Redis is not there to answer. */
+export async function quitRedis(client: Redis): Promise<void> {
+  if (client.status === 'ready') {
+    await client.quit().catch(() => client.disconnect());
+  } else {
+    client.disconnect();
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The URL without its password, for logs and errors. */
+export function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '<unparsable url>';
+  }
+}

@@ -1,0 +1,937 @@
+import { connect } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { Logger } from '../observability/logger.js';
+import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
+import { QueueUnavailableError } from './queue.js';
+
+/** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
+export const SOURCE_HEADER = 'x-pushcenter-source';
+/** The reason a message was dead-lettered (SPEC §5), e.g. `not_json`. */
+export const ERROR_HEADER = 'x-pushcenter-error';
+export const ERROR_DETAIL_HEADER = 'x-pushcenter-error-detail';
+/** The queue a dead-lettered message was taken from. */
+export const ORIGINAL_QUEUE_HEADER = 'x-pushcenter-original-queue';
+/**
+ * Enqueue time in ms. The AMQP `timestamp` property only holds whole seconds, which is too coarse for
+ * latency metrics and TTLs, so push-center's own publishes carry the exact time here as well.
+ */
+export const ENQUEUED_MS_HEADER = 'x-pushcenter-enqueued-ms';
+
+export interface AmqpQueueOptions {
+  /** AMQP_URL; `?heartbeat=` and the vhost are honoured as amqplib parses them. */
+  url: string;
+  queue: string;
+  /** Unacked deliveries RabbitMQ hands this node at most (per consumer). */
+  prefetch: number;
+  queueTtlMs: number;
+  queueType: 'classic' | 'quorum';
+  deadLetterQueue: string;
+  deadLetterExchange: string;
+  logger: Logger;
+  /**
+   * Called with `connected` whenever it changes, starting with `true` once `connect` succeeded (the
+   * `pushcenter_dependency_up{dependency="amqp"}` gauge).
+   */
+  onStatus?: (up: boolean) => void;
+  /** Back-off between reconnection attempts: doubles from `initialDelayMs` (500) up to `maxDelayMs` (30000). */
+  reconnect?: { initialDelayMs: number; maxDelayMs: number };
+  /**
+   * Shown by RabbitMQ (management UI, `rabbitmqctl list_connections client_properties`) as
+   * `<name>:publish` and `<name>:consume`. Default `push-center`.
+   */
+  connectionName?: string;
+  /** The dead-letter queue keeps at most this many messages, dropping the oldest. Default 100000. */
+  deadLetterMaxLength?: number;
+  /** Dead letters older than this are dropped. Default 7 days. */
+  deadLetterTtlMs?: number;
+  /** A publish the broker has not confirmed within this fails with `QueueUnavailableError`. Default 10000. */
+  publishTimeoutMs?: number;
+}
+
+/**
+ * RabbitMQ refused to declare a queue or exchange because it already exists with other arguments
+ * (406 PRECONDITION_FAILED, "inequivalent arg"). The message names the object, the argument, both
+ * values and how to fix it.
+ */
+export class TopologyMismatchError extends Error {
+  constructor(
+    message: string,
+    readonly kind: 'queue' | 'exchange',
+    readonly object: string,
+    readonly argument: string,
+    /** What push-center declared. */
+    readonly declared: string,
+    /** What the existing object has; undefined when it does not have the argument at all. */
+    readonly existing: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'TopologyMismatchError';
+  }
+}
+
+/** Acks of a contiguous finished prefix are held this long to be sent as one multiple-ack. */
+const ACK_FLUSH_MS = 5;
+/**
+ * A finished delivery stuck behind an unfinished one (so not in the prefix) is acked on its own after
+ * this long, so a slow message at the head does not keep finished ones occupying prefetch slots.
+ */
+const ACK_STRAGGLER_MS = 50;
+/** After a dead-letter publish failed, the original goes back to the queue this much later, not at once. */
+const DEAD_LETTER_RETRY_DELAY_MS = 1000;
+const DETAIL_MAX_CHARS = 1000;
+const CONNECT_TIMEOUT_MS = 10_000;
+/** Retry-After while RabbitMQ blocks publishers (memory or disk alarm): alarms usually last a while. */
+const BLOCKED_RETRY_AFTER_S = 10;
+
+type Role = 'publish' | 'consume';
+
+interface Link {
+  readonly role: Role;
+  readonly connection: ChannelModel;
+  /** False once the connection or channel closed (or failed during set-up); never true again. */
+  alive: boolean;
+}
+
+/** A message published on the confirm channel and not confirmed yet. */
+interface PendingPublish {
+  readonly messageId: string | undefined;
+  readonly body: Buffer;
+  /** RabbitMQ returned it as unroutable (basic.return comes before its basic.ack). */
+  returned: boolean;
+}
+
+interface PublishLink extends Link {
+  readonly role: 'publish';
+  channel: ConfirmChannel;
+  /** Set while RabbitMQ blocks this connection (a resource alarm): the reason it gave. */
+  blocked: string | undefined;
+  readonly pending: Set<PendingPublish>;
+  readonly drainWaiters: Set<{ resolve: () => void; reject: (err: Error) => void }>;
+  redeclaring: Promise<void> | undefined;
+}
+
+interface ConsumeLink extends Link {
+  readonly role: 'consume';
+  channel: Channel;
+  tracker: AckTracker;
+  /** Set while a consumer is registered on the channel. */
+  consumerTag: string | undefined;
+}
+
+interface Tracked {
+  readonly msg: ConsumeMessage;
+  readonly tag: number;
+  acked: boolean;
+  ackedAt: number;
+}
+
+/**
+ * The unacked deliveries of one consume channel, and the batching of their acks.
+ *
+ * Guarantees:
+ * - a delivery tag is sent to the broker at most once (one ack or one nack), and only on the channel it
+ *   came from: once the channel is gone (`dispose`) every settle is a no-op, because the broker has
+ *   already requeued what was unacked;
+ * - a multiple-ack for tag T is sent only when every tag ≤ T still outstanding at the broker was acked
+ *   by the application. Requeued (nacked) and individually acked tags are no longer outstanding at the
+ *   broker, so a later multiple-ack passes over them without acking them again.
+ */
+class AckTracker {
+  /** Outstanding at the broker, in delivery-tag order (a Map iterates in insertion order). */
+  private readonly outstanding = new Map<number, Tracked>();
+  private ackedCount = 0;
+  private heldCount = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private alive = true;
+
+  constructor(
+    private readonly channel: Channel,
+    /** Flush at once when this many acks wait; half the prefetch keeps the broker busy meanwhile. */
+    private readonly batchMax: number,
+    private readonly log: Logger,
+  ) {}
+
+  /** Deliveries the application has not settled yet. */
+  get held(): number {
+    return this.heldCount;
+  }
+
+  get active(): boolean {
+    return this.alive;
+  }
+
+  track(msg: ConsumeMessage): Tracked {
+    const tracked: Tracked = { msg, tag: msg.fields.deliveryTag, acked: false, ackedAt: 0 };
+    this.outstanding.set(tracked.tag, tracked);
+    this.heldCount += 1;
+    return tracked;
+  }
+
+  ack(tracked: Tracked): void {
+    if (!this.owns(tracked)) return;
+    tracked.acked = true;
+    tracked.ackedAt = Date.now();
+    this.heldCount -= 1;
+    this.ackedCount += 1;
+    if (this.ackedCount >= this.batchMax) this.flush(false);
+    else this.arm(ACK_FLUSH_MS);
+  }
+
+  /** Back to the queue now (nack with requeue); never delayed, so it is never swallowed by a batch. */
+  requeue(tracked: Tracked): void {
+    if (!this.owns(tracked)) return;
+    this.outstanding.delete(tracked.tag);
+    this.heldCount -= 1;
+    this.send(() => this.channel.nack(tracked.msg, false, true));
+  }
+
+  /**
+   * Acks the longest contiguous acked prefix with one multiple-ack, then, one by one, the acked
+   * deliveries behind an unfinished one that waited long enough (all of them when `everything`).
+   */
+  flush(everything: boolean): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (!this.alive || this.ackedCount === 0) return;
+    let last: Tracked | undefined;
+    for (const tracked of this.outstanding.values()) {
+      if (!tracked.acked) break;
+      this.outstanding.delete(tracked.tag);
+      this.ackedCount -= 1;
+      last = tracked;
+    }
+    if (last) {
+      const upTo = last;
+      this.send(() => this.channel.ack(upTo.msg, true));
+    }
+    if (this.ackedCount === 0) return;
+    const force = everything || this.ackedCount >= this.batchMax;
+    const cutoff = Date.now() - ACK_STRAGGLER_MS;
+    for (const tracked of this.outstanding.values()) {
+      if (!tracked.acked || (!force && tracked.ackedAt > cutoff)) continue;
+      this.outstanding.delete(tracked.tag);
+      this.ackedCount -= 1;
+      this.send(() => this.channel.ack(tracked.msg, false));
+    }
+    if (this.ackedCount > 0) this.arm(ACK_STRAGGLER_MS);
+  }
+
+  /** The channel is gone: forget everything, send nothing more. */
+  dispose(): void {
+    this.alive = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.outstanding.clear();
+    this.ackedCount = 0;
+    this.heldCount = 0;
+  }
+
+  private owns(tracked: Tracked): boolean {
+    return this.alive && !tracked.acked && this.outstanding.get(tracked.tag) === tracked;
+  }
+
+  private arm(ms: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.flush(false);
+    }, ms);
+  }
+
+  private send(operation: () => void): void {
+    try {
+      operation();
+    } catch (err) {
+      // The channel closed under us; the broker requeues what it had not been told about.
+      this.log.debug({ err }, 'ack/nack not sent: the channel is closed');
+    }
+  }
+}
+
+/**
+ * The RabbitMQ engine of the queue port.
+ *
+ * Start it with `AmqpQueue.connect(options)`: it resolves once both connections are open and the
+ * topology is declared, and rejects with a clear error otherwise (`TopologyMismatchError` when a queue or
+ * exchange exists with other arguments, an `Error` naming the broker address when it cannot connect).
+ * Once started, it never gives up: a lost connection or channel is reopened with back-off, the topology
+ * redeclared and consumption resumed (still paused if it was paused).
+ *
+ * Topology:
+ * - the work queue `queue`: durable, `x-message-ttl` = queueTtlMs, `x-queue-type` = queueType, and
+ *   `x-dead-letter-exchange` = deadLetterExchange. With the dead-letter exchange, what the broker drops
+ *   (messages that expire in the queue, `x-death` reason `expired`; quorum messages over the delivery
+ *   limit from RabbitMQ 4.0 on) ends up in the dead-letter queue where an operator can see it, instead
+ *   of vanishing silently.
+ * - the dead-letter exchange (fanout, durable) bound to the dead-letter queue (durable, same queue type).
+ *   Because the broker itself now feeds it, the dead-letter queue is bounded: at most
+ *   `deadLetterMaxLength` messages (oldest dropped) for at most `deadLetterTtlMs`.
+ *
+ * Publishing and consuming use separate connections, because RabbitMQ's memory and disk alarms block
+ * publishing connections only: consumers keep draining the queue while publishers are held.
+ */
+export class AmqpQueue implements NotificationQueue {
+  readonly engine = 'amqp';
+  private readonly log: Logger;
+  private readonly retry: Record<Role, { attempt: number; timer: NodeJS.Timeout | undefined; nextAt: number }> = {
+    publish: { attempt: 0, timer: undefined, nextAt: 0 },
+    consume: { attempt: 0, timer: undefined, nextAt: 0 },
+  };
+  private readonly opening = new Set<Promise<void>>();
+  private publisher: PublishLink | undefined;
+  private consumer: ConsumeLink | undefined;
+  private handler: DeliveryHandler | undefined;
+  private paused = false;
+  private stopped = false;
+  private closing: Promise<void> | undefined;
+  private up = false;
+  /** Consumer registration and cancellation, one at a time, each acting on the state at its turn. */
+  private consumerOps: Promise<void> = Promise.resolve();
+
+  /** Opens both connections and declares the topology; see the class comment. */
+  static async connect(options: AmqpQueueOptions): Promise<AmqpQueue> {
+    const queue = new AmqpQueue(options);
+    try {
+      await queue.track(queue.openPublisher());
+      await queue.track(queue.openConsumer());
+    } catch (err) {
+      await queue.close();
+      throw err;
+    }
+    queue.log.info({ queue: options.queue, queueType: options.queueType, prefetch: options.prefetch },
+      'connected to RabbitMQ');
+    return queue;
+  }
+
+  private constructor(private readonly options: AmqpQueueOptions) {
+    this.log = options.logger.child({ component: 'amqp-queue' });
+  }
+
+  get inflight(): number {
+    return this.consumer?.tracker.held ?? 0;
+  }
+
+  get connected(): boolean {
+    return this.closing === undefined && this.publisher?.alive === true && this.consumer?.alive === true;
+  }
+
+  get consuming(): boolean {
+    const link = this.consumer;
+    return this.closing === undefined && link?.alive === true && this.handler !== undefined && !this.stopped &&
+      (this.paused || link.consumerTag !== undefined);
+  }
+
+  /**
+   * Publishes each message persistent to the work queue and resolves once RabbitMQ confirmed all of
+   * them. Throws `QueueUnavailableError` when not connected, when RabbitMQ blocks publishers, when it
+   * nacks or returns a message, or when the confirms do not come within `publishTimeoutMs`; some of
+   * the messages may then be enqueued all the same (a retry can duplicate them: delivery is at least once).
+   */
+  async publish(messages: QueueMessage[]): Promise<void> {
+    const link = this.usablePublisher();
+    if (messages.length === 0) return;
+    const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
+    const run = { aborted: false };
+    try {
+      await within(this.publishAll(link, messages, run), timeoutMs, () => new QueueUnavailableError(
+        `RabbitMQ did not confirm the publish within ${timeoutMs} ms`, 5));
+    } finally {
+      run.aborted = true;
+    }
+  }
+
+  async consume(handler: DeliveryHandler): Promise<void> {
+    this.handler = handler;
+    this.stopped = false;
+    await this.syncConsumer();
+  }
+
+  /** Cancels the consumer (RabbitMQ has no channel.flow); deliveries already received stay valid. */
+  pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    void this.syncConsumer();
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    void this.syncConsumer();
+  }
+
+  async stopConsuming(): Promise<void> {
+    this.stopped = true;
+    await this.syncConsumer();
+  }
+
+  /**
+   * Sends the acks still batched, then closes channels and connections. What is unsettled goes back to
+   * the queue (the broker requeues it); settling it afterwards is a no-op.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    for (const state of Object.values(this.retry)) {
+      if (state.timer) clearTimeout(state.timer);
+      state.timer = undefined;
+    }
+    await Promise.allSettled([...this.opening]);
+    await this.consumerOps;
+    const consumer = this.consumer;
+    const publisher = this.publisher;
+    this.consumer = undefined;
+    this.publisher = undefined;
+    if (consumer) {
+      consumer.tracker.flush(true);
+      consumer.tracker.dispose();
+      consumer.alive = false;
+      await closeQuietly(consumer.channel);
+      await closeQuietly(consumer.connection);
+    }
+    if (publisher) {
+      publisher.alive = false;
+      rejectDrainWaiters(publisher, new QueueUnavailableError('the node is shutting down', 1));
+      await closeQuietly(publisher.channel);
+      await closeQuietly(publisher.connection);
+    }
+    this.updateStatus();
+  }
+
+  private async publishAll(link: PublishLink, messages: QueueMessage[], run: { aborted: boolean }): Promise<void> {
+    const confirms: Array<Promise<void>> = [];
+    for (const message of messages) {
+      if (run.aborted) return;
+      this.assertUsable(link);
+      const enqueuedAt = message.timestamp ?? Date.now();
+      const headers: Record<string, unknown> = { [ENQUEUED_MS_HEADER]: enqueuedAt };
+      if (message.source === 'http') headers[SOURCE_HEADER] = 'http';
+      const sent = this.send(link, '', this.options.queue, message.body, {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: message.messageId,
+        // AMQP timestamps are whole seconds.
+        timestamp: Math.floor(enqueuedAt / 1000),
+        headers,
+      });
+      confirms.push(sent.confirmed);
+      if (!sent.ok) await this.drained(link);
+    }
+    await Promise.all(confirms);
+  }
+
+  /**
+   * Publishes one message on the confirm channel, `mandatory` so that a message the broker cannot route
+   * (the queue was deleted) fails instead of being confirmed and lost. Throws synchronously when amqplib
+   * cannot send it (channel closed, headers it cannot encode).
+   */
+  private send(
+    link: PublishLink, exchange: string, routingKey: string, body: Buffer, properties: Options.Publish,
+  ): { ok: boolean; confirmed: Promise<void> } {
+    const pending: PendingPublish = { messageId: properties.messageId, body, returned: false };
+    let settle!: (err: Error | undefined) => void;
+    const confirmed = new Promise<void>((resolve, reject) => {
+      settle = (err) => (err ? reject(err) : resolve());
+    });
+    // Callers may stop awaiting (timeout, an earlier failure); the outcome is then of no interest.
+    confirmed.catch(() => undefined);
+    link.pending.add(pending);
+    let ok: boolean;
+    try {
+      ok = link.channel.publish(exchange, routingKey, body, { ...properties, mandatory: true }, (err: unknown) => {
+        link.pending.delete(pending);
+        if (err) {
+          const nacked = err instanceof Error && /nack/i.test(err.message);
+          settle(new QueueUnavailableError(nacked
+            ? 'RabbitMQ refused the message (basic.nack)'
+            : 'the connection to RabbitMQ closed before the message was confirmed', nacked ? 5 : 1));
+        } else if (pending.returned) {
+          settle(new QueueUnavailableError(
+            `RabbitMQ could not route the message to ${exchange === '' ? `queue '${routingKey}'` : `exchange '${exchange}'`}; ` +
+              'the topology is being declared again', 1));
+        } else {
+          settle(undefined);
+        }
+      });
+    } catch (err) {
+      link.pending.delete(pending);
+      throw err;
+    }
+    return { ok, confirmed };
+  }
+
+  /** Resolves on the channel's 'drain'; rejects when the link is lost first. */
+  private drained(link: PublishLink): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: () => {
+          link.drainWaiters.delete(waiter);
+          resolve();
+        },
+        reject: (err: Error) => {
+          link.drainWaiters.delete(waiter);
+          reject(err);
+        },
+      };
+      link.drainWaiters.add(waiter);
+    });
+  }
+
+  private usablePublisher(): PublishLink {
+    if (this.closing) throw new QueueUnavailableError('the node is shutting down', 1);
+    const link = this.publisher;
+    if (!link?.alive) {
+      const wait = Math.ceil((this.retry.publish.nextAt - Date.now()) / 1000);
+      throw new QueueUnavailableError('not connected to RabbitMQ; reconnecting', Math.min(30, Math.max(1, wait)));
+    }
+    this.assertUsable(link);
+    return link;
+  }
+
+  private assertUsable(link: PublishLink): void {
+    if (!link.alive || this.closing) {
+      throw new QueueUnavailableError('the connection to RabbitMQ was lost; reconnecting', 1);
+    }
+    if (link.blocked !== undefined) {
+      throw new QueueUnavailableError(`RabbitMQ is blocking publishers (${link.blocked})`, BLOCKED_RETRY_AFTER_S);
+    }
+  }
+
+  /**
+   * Dead-letters a copy: the original body and properties (without `expiration`, so the copy lives by
+   * the dead-letter queue's limits, and without `userId`, which the broker would check against our
+   * login) plus the reason headers, confirmed by the broker before the original is acked.
+   */
+  private async publishDeadLetter(msg: ConsumeMessage, reason: string, detail: string): Promise<void> {
+    const link = this.usablePublisher();
+    const p = msg.properties;
+    const ours = {
+      [ERROR_HEADER]: reason,
+      [ERROR_DETAIL_HEADER]: detail.length > DETAIL_MAX_CHARS ? `${detail.slice(0, DETAIL_MAX_CHARS)}…` : detail,
+      [ORIGINAL_QUEUE_HEADER]: this.options.queue,
+    };
+    const properties: Options.Publish = definedOnly({
+      persistent: true,
+      contentType: p.contentType,
+      contentEncoding: p.contentEncoding,
+      messageId: p.messageId,
+      timestamp: p.timestamp,
+      correlationId: p.correlationId,
+      replyTo: p.replyTo,
+      type: p.type,
+      appId: p.appId,
+      priority: p.priority,
+      headers: { ...(p.headers ?? {}), ...ours },
+    });
+    let sent: { confirmed: Promise<void> };
+    try {
+      sent = this.send(link, this.options.deadLetterExchange, this.options.queue, msg.content, properties);
+    } catch (err) {
+      if (!(err instanceof TypeError)) throw err;
+      // A header amqplib decoded but cannot encode again: keep the message, drop its other headers.
+      this.log.warn({ err, messageId: p.messageId }, 'dead letter sent without its original headers');
+      sent = this.send(link, this.options.deadLetterExchange, this.options.queue, msg.content,
+        { ...properties, headers: ours });
+    }
+    const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
+    await within(sent.confirmed, timeoutMs, () => new QueueUnavailableError(
+      `RabbitMQ did not confirm the dead letter within ${timeoutMs} ms`, 5));
+  }
+
+  /**
+   * Declares the topology (see the class comment). A queue or exchange that exists with other arguments
+   * makes the broker close the channel with 406; that becomes a `TopologyMismatchError`.
+   */
+  private async declareTopology(channel: Channel): Promise<void> {
+    const o = this.options;
+    try {
+      await channel.assertExchange(o.deadLetterExchange, 'fanout', { durable: true });
+      await channel.assertQueue(o.deadLetterQueue, {
+        durable: true,
+        arguments: {
+          'x-queue-type': o.queueType,
+          'x-max-length': o.deadLetterMaxLength ?? 100_000,
+          'x-message-ttl': o.deadLetterTtlMs ?? 7 * 24 * 3600 * 1000,
+        },
+      });
+      await channel.bindQueue(o.deadLetterQueue, o.deadLetterExchange, '');
+      await channel.assertQueue(o.queue, {
+        durable: true,
+        arguments: {
+          'x-queue-type': o.queueType,
+          'x-message-ttl': o.queueTtlMs,
+          'x-dead-letter-exchange': o.deadLetterExchange,
+        },
+      });
+    } catch (err) {
+      throw topologyMismatch(err, o) ?? err;
+    }
+  }
+
+  private async openConnection(role: Role): Promise<ChannelModel> {
+    try {
+      return await connect(this.options.url, {
+        clientProperties: { connection_name: `${this.options.connectionName ?? 'push-center'}:${role}` },
+        timeout: CONNECT_TIMEOUT_MS,
+      });
+    } catch (err) {
+      throw new Error(`cannot connect to RabbitMQ at ${redact(this.options.url)} (AMQP_URL): ${errorText(err)}`,
+        { cause: err });
+    }
+  }
+
+  /** Listens for 'error' (so nothing crashes the process) and 'close' (the link is lost) on both. */
+  private watch(emitter: ChannelModel | Channel, link: Link, what: string): void {
+    emitter.on('error', (err: Error) => {
+      this.log.warn({ err, role: link.role }, `RabbitMQ ${what} error`);
+    });
+    emitter.on('handler-error', (err: Error, event: string) => {
+      this.log.error({ err, event, role: link.role }, `a listener on the RabbitMQ ${what} threw`);
+    });
+    emitter.on('close', (err?: Error) => this.lost(link, err));
+  }
+
+  private async openPublisher(): Promise<void> {
+    const connection = await this.openConnection('publish');
+    const link = { role: 'publish', connection, alive: true } as PublishLink;
+    Object.assign(link, {
+      blocked: undefined, pending: new Set(), drainWaiters: new Set(), redeclaring: undefined,
+    });
+    this.watch(connection, link, 'publish connection');
+    connection.on('blocked', (reason: string) => {
+      link.blocked = reason || 'resource alarm';
+      this.log.warn({ reason }, 'RabbitMQ blocks publishing (memory or disk alarm): publishes fail with 503');
+    });
+    connection.on('unblocked', () => {
+      link.blocked = undefined;
+      this.log.info('RabbitMQ unblocked publishing');
+    });
+    try {
+      const channel = await connection.createConfirmChannel();
+      link.channel = channel;
+      this.watch(channel, link, 'publish channel');
+      channel.on('drain', () => {
+        for (const waiter of [...link.drainWaiters]) waiter.resolve();
+      });
+      channel.on('return', (msg: Message) => this.onReturn(link, msg));
+      await this.declareTopology(channel);
+      this.assertOpened(link);
+    } catch (err) {
+      link.alive = false;
+      await closeQuietly(connection);
+      throw err;
+    }
+    this.publisher = link;
+    this.updateStatus();
+  }
+
+  private async openConsumer(): Promise<void> {
+    const connection = await this.openConnection('consume');
+    const link = { role: 'consume', connection, alive: true, consumerTag: undefined } as ConsumeLink;
+    this.watch(connection, link, 'consume connection');
+    try {
+      const channel = await connection.createChannel();
+      link.channel = channel;
+      link.tracker = new AckTracker(channel, Math.max(1, Math.floor(this.options.prefetch / 2)), this.log);
+      this.watch(channel, link, 'consume channel');
+      await this.declareTopology(channel);
+      // Per consumer (global = false): quorum queues do not support global QoS.
+      await channel.prefetch(this.options.prefetch, false);
+      this.assertOpened(link);
+    } catch (err) {
+      link.alive = false;
+      link.tracker?.dispose();
+      await closeQuietly(connection);
+      throw err;
+    }
+    this.consumer = link;
+    this.updateStatus();
+    void this.syncConsumer();
+  }
+
+  private assertOpened(link: Link): void {
+    if (!link.alive) throw new Error(`the RabbitMQ ${link.role} connection closed while it was being set up`);
+    if (this.closing) throw new Error('the queue was closed while connecting');
+  }
+
+  private onReturn(link: PublishLink, msg: Message): void {
+    for (const pending of link.pending) {
+      if (!pending.returned && pending.messageId === msg.properties.messageId && pending.body.equals(msg.content)) {
+        pending.returned = true;
+        break;
+      }
+    }
+    this.log.error({ exchange: msg.fields.exchange, routingKey: msg.fields.routingKey },
+      'RabbitMQ returned an unroutable message (was the queue deleted?); declaring the topology again');
+    if (link.redeclaring || !link.alive) return;
+    link.redeclaring = this.declareTopology(link.channel)
+      .catch((err: unknown) => this.log.error({ err }, 'declaring the topology again failed'))
+      .finally(() => {
+        link.redeclaring = undefined;
+      });
+  }
+
+  /** The connection or a channel of the link closed: drop the link and reconnect (unless closing). */
+  private lost(link: Link, err: Error | undefined): void {
+    if (!link.alive) return;
+    link.alive = false;
+    let current = false;
+    if (link.role === 'consume') {
+      const consumer = link as ConsumeLink;
+      consumer.tracker?.dispose();
+      consumer.consumerTag = undefined;
+      current = this.consumer === consumer;
+      if (current) this.consumer = undefined;
+    } else {
+      const publisher = link as PublishLink;
+      rejectDrainWaiters(publisher, new QueueUnavailableError('the connection to RabbitMQ was lost; reconnecting', 1));
+      current = this.publisher === publisher;
+      if (current) this.publisher = undefined;
+    }
+    void closeQuietly(link.connection);
+    if (!current || this.closing) return;
+    this.log.warn({ err, role: link.role }, `RabbitMQ ${link.role} connection lost; reconnecting`);
+    this.updateStatus();
+    this.scheduleReconnect(link.role);
+  }
+
+  private scheduleReconnect(role: Role): void {
+    const state = this.retry[role];
+    if (this.closing || state.timer) return;
+    const { initialDelayMs, maxDelayMs } = this.options.reconnect ?? { initialDelayMs: 500, maxDelayMs: 30_000 };
+    const base = Math.min(maxDelayMs, initialDelayMs * 2 ** state.attempt);
+    // ±20 % jitter, so that nodes do not all reconnect at the same instant after a broker restart.
+    const delay = Math.round(Math.min(maxDelayMs, base * (0.8 + 0.4 * Math.random())));
+    state.attempt += 1;
+    state.nextAt = Date.now() + delay;
+    state.timer = setTimeout(() => {
+      state.timer = undefined;
+      const attempt = this.track(role === 'publish' ? this.openPublisher() : this.openConsumer());
+      attempt.then(
+        () => {
+          state.attempt = 0;
+          this.log.info({ role }, `RabbitMQ ${role} connection re-established`);
+        },
+        (err: unknown) => {
+          if (this.closing) return;
+          const level = err instanceof TopologyMismatchError ? 'error' : 'warn';
+          this.log[level]({ err, role, attempt: state.attempt }, `reconnecting to RabbitMQ failed; retrying`);
+          this.scheduleReconnect(role);
+        },
+      );
+    }, delay);
+  }
+
+  private track(opening: Promise<void>): Promise<void> {
+    this.opening.add(opening);
+    const forget = (): void => {
+      this.opening.delete(opening);
+    };
+    opening.then(forget, forget);
+    return opening;
+  }
+
+  private updateStatus(): void {
+    const up = this.connected;
+    if (up === this.up) return;
+    this.up = up;
+    try {
+      this.options.onStatus?.(up);
+    } catch (err) {
+      this.log.error({ err }, 'onStatus listener threw');
+    }
+  }
+
+  private syncConsumer(): Promise<void> {
+    const next = this.consumerOps.then(() => this.reconcileConsumer()).catch((err: unknown) => {
+      // The channel closed meanwhile; the reconnection consumes again.
+      this.log.warn({ err }, 'registering or cancelling the RabbitMQ consumer failed');
+    });
+    this.consumerOps = next;
+    return next;
+  }
+
+  /** Brings the consumer registration in line with what is wanted now. */
+  private async reconcileConsumer(): Promise<void> {
+    const link = this.consumer;
+    if (!link?.alive) return;
+    const wanted = this.handler !== undefined && !this.paused && !this.stopped && this.closing === undefined;
+    if (wanted && link.consumerTag === undefined) {
+      const { consumerTag } = await link.channel.consume(this.options.queue, (msg) => this.onMessage(link, msg),
+        { noAck: false });
+      if (link.alive) link.consumerTag = consumerTag;
+      this.log.debug({ consumerTag }, 'consuming');
+    } else if (!wanted && link.consumerTag !== undefined) {
+      const consumerTag = link.consumerTag;
+      await link.channel.cancel(consumerTag);
+      if (link.consumerTag === consumerTag) link.consumerTag = undefined;
+      this.log.debug({ consumerTag }, 'consumer cancelled');
+    }
+  }
+
+  private onMessage(link: ConsumeLink, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The server cancelled the consumer (e.g. the queue was deleted): consume again; if the queue is
+      // gone that fails, the channel closes, and the reconnection declares the queue anew.
+      this.log.warn('RabbitMQ cancelled the consumer; consuming again');
+      link.consumerTag = undefined;
+      void this.syncConsumer();
+      return;
+    }
+    if (!link.alive) return;
+    const tracked = link.tracker.track(msg);
+    const delivery = this.toDelivery(link.tracker, tracked);
+    const handler = this.handler;
+    if (!handler) {
+      delivery.requeue();
+      return;
+    }
+    try {
+      handler(delivery);
+    } catch (err) {
+      this.log.error({ err, messageId: delivery.message.messageId }, 'delivery handler threw; message requeued');
+      delivery.requeue();
+    }
+  }
+
+  private toDelivery(tracker: AckTracker, tracked: Tracked): Delivery {
+    let settled = false;
+    const claim = (): boolean => {
+      if (settled) return false;
+      settled = true;
+      return true;
+    };
+    return {
+      message: toQueueMessage(tracked.msg),
+      redelivered: tracked.msg.fields.redelivered,
+      ack: () => {
+        if (claim()) tracker.ack(tracked);
+      },
+      requeue: () => {
+        if (claim()) tracker.requeue(tracked);
+      },
+      deadLetter: async (reason, detail) => {
+        // A delivery from a channel that is gone was requeued by the broker: it is judged again.
+        if (!claim() || !tracker.active) return;
+        try {
+          await this.publishDeadLetter(tracked.msg, reason, detail);
+        } catch (err) {
+          this.log.error({ err, messageId: tracked.msg.properties.messageId, reason },
+            `dead-lettering failed; the message goes back to the queue in ${DEAD_LETTER_RETRY_DELAY_MS} ms`);
+          // Not at once: it would come straight back and fail again while the publisher is down.
+          setTimeout(() => tracker.requeue(tracked), DEAD_LETTER_RETRY_DELAY_MS).unref();
+          return;
+        }
+        tracker.ack(tracked);
+      },
+    };
+  }
+}
+
+/** The queue message of a delivery; the enqueue time in ms whatever unit the publisher used. */
+function toQueueMessage(msg: ConsumeMessage): QueueMessage {
+  const p = msg.properties;
+  const headers = p.headers ?? {};
+  return {
+    body: msg.content,
+    messageId: typeof p.messageId === 'string' && p.messageId !== '' ? p.messageId : undefined,
+    timestamp: enqueueTime(p.timestamp, headers[ENQUEUED_MS_HEADER]),
+    source: headers[SOURCE_HEADER] === 'http' ? 'http' : undefined,
+  };
+}
+
+/**
+ * AMQP timestamps are seconds, but some backends put ms in them: below 1e11 (the year 5138 in seconds,
+ * 1973 in ms) it is taken as seconds.
+ */
+function enqueueTime(timestamp: unknown, exactMs: unknown): number | undefined {
+  if (typeof exactMs === 'number' && Number.isFinite(exactMs) && exactMs >= 1e11) return exactMs;
+  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp <= 0) return undefined;
+  return timestamp < 1e11 ? timestamp * 1000 : timestamp;
+}
+
+const INEQUIVALENT =
+  /inequivalent arg '([^']+)' for (queue|exchange) '([^']+)' in vhost '[^']*': received (?:the value )?'([^']*)'(?: of type '[^']*')? but current is (?:(none)|(?:the value )?'([^']*)')/;
+
+/** Turns RabbitMQ's "inequivalent arg" refusal into an error that says what differs and how to fix it. */
+function topologyMismatch(err: unknown, o: AmqpQueueOptions): TopologyMismatchError | undefined {
+  const match = INEQUIVALENT.exec(errorText(err));
+  if (!match) return undefined;
+  const [, argument = '', kindText, object = '', declared = '', , existingValue] = match;
+  const kind = kindText === 'exchange' ? 'exchange' : 'queue';
+  const existing = existingValue;
+  const fixes: string[] = [];
+  if (kind === 'queue' && object === o.queue) {
+    if (argument === 'x-message-ttl' && existing !== undefined) fixes.push(`set AMQP_QUEUE_TTL_MS=${existing} to match it`);
+    if (argument === 'x-queue-type') fixes.push(`set AMQP_QUEUE_TYPE=${existing ?? 'classic'} to match it`);
+    if (argument === 'x-dead-letter-exchange' && existing !== undefined) {
+      fixes.push(`set AMQP_DEAD_LETTER_EXCHANGE=${existing} to match it`);
+    }
+    fixes.push(`delete the queue so that push-center declares it anew (\`rabbitmqctl delete_queue ${object}\`; ` +
+      'the messages in it are lost)', 'set AMQP_QUEUE to another queue name');
+  } else if (kind === 'queue') {
+    if (argument === 'x-queue-type') fixes.push(`set AMQP_QUEUE_TYPE=${existing ?? 'classic'} to match it`);
+    fixes.push(`delete the dead-letter queue (\`rabbitmqctl delete_queue ${object}\`)`,
+      'set AMQP_DEAD_LETTER_QUEUE to another queue name');
+  } else {
+    fixes.push('delete the exchange (management UI or `rabbitmqadmin delete exchange name=...`)',
+      'set AMQP_DEAD_LETTER_EXCHANGE to another exchange name');
+  }
+  const has = existing === undefined ? `no ${argument}` : `${argument} = ${existing}`;
+  const message = `RabbitMQ refused to declare ${kind} '${object}' (PRECONDITION_FAILED): it already exists with ` +
+    `${has}, but push-center declares it with ${argument} = ${declared}. To fix it, ${fixes.join(', or ')}.`;
+  return new TopologyMismatchError(message, kind, object, argument, declared, existing, { cause: err });
+}
+
+function rejectDrainWaiters(link: PublishLink, err: Error): void {
+  for (const waiter of [...link.drainWaiters]) waiter.reject(err);
+}
+
+/** Settles like `promise`, or rejects with `timeout()` after `ms`. */
+function within<T>(promise: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(timeout()), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+async function closeQuietly(closable: { close(): Promise<void> } | undefined): Promise<void> {
+  try {
+    await closable?.close();
+  } catch {
+    // Already closed: nothing left to release.
+  }
+}
+
+function definedOnly<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The URL without its password, for messages and logs. */
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}

@@ -1,0 +1,357 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  closeClients,
+  collect,
+  connectClient,
+  getJson,
+  metric,
+  post,
+  register,
+  session,
+  sleep,
+  startNode,
+  until,
+  type Running,
+} from '../support/harness.js';
+
+/** The engines a node under test runs on: its settings, and what to remove after the suite. */
+export interface Engines {
+  env: Record<string, string>;
+  cleanup(): Promise<void>;
+}
+
+const ids = (received: Array<{ envelope: { id: string } }>) => received.map((r) => r.envelope.id);
+
+/**
+ * What a user sees of one node, whichever engines it runs on: the same suite runs on the embedded
+ * engines and on RabbitMQ + Redis.
+ */
+export function describeNode(name: string, engines: () => Promise<Engines>): void {
+  describe(name, () => {
+    let node: Running;
+    let used: Engines | undefined;
+
+    beforeAll(async () => {
+      used = await engines();
+      node = await startNode({ ACK_TIMEOUT_MS: 300, INBOX_MAX: 3, ...used.env });
+    });
+    afterEach(() => closeClients());
+    afterAll(async () => {
+      await node?.close();
+      await used?.cleanup();
+    });
+
+    describe('register', () => {
+      it('answers with the session and groups it registered', async () => {
+        const socket = await connectClient(node.url);
+        expect(await register(socket, { sessionId: 'reg-1', groups: 'g1' })).toEqual({
+          ok: true,
+          sessionId: 'reg-1',
+          groups: ['g1'],
+        });
+      });
+
+      it('accepts the original message center aliases socketId and groupFlag', async () => {
+        const socket = await connectClient(node.url);
+        expect(await register(socket, { socketId: 'reg-legacy', groupFlag: ['a', 'b'] })).toEqual({
+          ok: true,
+          sessionId: 'reg-legacy',
+          groups: ['a', 'b'],
+        });
+      });
+
+      it.each([
+        ['no session id', {}],
+        ['a number as session id', { sessionId: 42 }],
+        ['a session id over 128 characters', { sessionId: 'x'.repeat(129) }],
+        ['groups that are not strings', { sessionId: 's', groups: [1, 2] }],
+        ['a payload that is not an object', 'hello'],
+      ])('refuses %s with invalid_request', async (_name, payload) => {
+        const socket = await connectClient(node.url);
+        const response = await register(socket, payload);
+        expect(response.ok).toBe(false);
+        if (!response.ok) expect(response.error.code).toBe('invalid_request');
+      });
+
+      it('replaces the session and groups when a socket registers again', async () => {
+        const socket = await session(node.url, 'rereg-old', ['old-group']);
+        const received = collect(socket);
+        await register(socket, { sessionId: 'rereg-new', groups: ['new-group'] });
+        await post(node.url, [
+          { id: 'to-old', session: 'rereg-old', data: 1, delivery: 'volatile' },
+          { id: 'to-old-group', group: 'old-group', data: 1 },
+          { id: 'to-new', session: 'rereg-new', data: 1 },
+          { id: 'to-new-group', group: 'new-group', data: 1 },
+        ]);
+        await until(() => received.length, (n) => n >= 2);
+        await sleep(100);
+        expect(ids(received).sort()).toEqual(['to-new', 'to-new-group']);
+        expect((await getJson(node.url, '/v1/sessions/rereg-old')).body.online).toBe(false);
+      });
+    });
+
+    describe('session messages', () => {
+      it('reach the registered socket as the envelope, with an ack callback when reliable', async () => {
+        const socket = await session(node.url, 'alice');
+        const received = collect(socket, 'message', { ack: false });
+        const before = Date.now();
+        const response = await post(node.url, { id: 'n-1', session: 'alice', data: { text: 'hi' } });
+        expect(response).toMatchObject({ status: 202, body: { ids: ['n-1'] } });
+        await until(() => received.length, (n) => n === 1);
+        const [{ envelope, ack }] = received as [typeof received[0]];
+        expect(envelope).toEqual({ id: 'n-1', event: 'message', data: { text: 'hi' }, sentAt: envelope.sentAt, reliable: true });
+        expect(envelope.sentAt).toBeGreaterThanOrEqual(before - 5);
+        expect(typeof ack).toBe('function');
+        ack!();
+      });
+
+      it('arrive under the event the notification names', async () => {
+        const socket = await session(node.url, 'evented');
+        const received = collect(socket, 'order.shipped');
+        await post(node.url, { session: 'evented', event: 'order.shipped', data: 7 });
+        await until(() => received.length, (n) => n === 1);
+        expect(received[0]!.envelope).toMatchObject({ event: 'order.shipped', data: 7 });
+      });
+
+      it('reach every tab of a multi-tab session', async () => {
+        const tabs = await Promise.all([session(node.url, 'multi'), session(node.url, 'multi'), session(node.url, 'multi')]);
+        const received = tabs.map((tab) => collect(tab));
+        await post(node.url, { id: 'multi-1', session: 'multi', data: 'x' });
+        await until(() => received.map((r) => r.length), (counts) => counts.every((n) => n === 1));
+        expect((await getJson(node.url, '/v1/sessions/multi')).body).toMatchObject({ online: true, sockets: 3 });
+      });
+
+      it('do not reach other sessions', async () => {
+        const mine = await session(node.url, 'only-me');
+        const other = await session(node.url, 'not-me');
+        const mineReceived = collect(mine);
+        const otherReceived = collect(other);
+        await post(node.url, { session: 'only-me', data: 1 });
+        await until(() => mineReceived.length, (n) => n === 1);
+        await sleep(50);
+        expect(otherReceived).toHaveLength(0);
+      });
+
+      it('accept the original message center format unchanged', async () => {
+        const socket = await session(node.url, 'legacy-session');
+        const received = collect(socket);
+        const response = await post(node.url, { socketSessionId: 'legacy-session', isVolatile: false, data: '{"title":"old"}' });
+        expect(response.status).toBe(202);
+        await until(() => received.length, (n) => n === 1);
+        expect(received[0]!.envelope).toMatchObject({ data: { title: 'old' }, reliable: true });
+      });
+
+      it('volatile: reach a connected session without an ack callback', async () => {
+        const socket = await session(node.url, 'vol-on');
+        const received = collect(socket);
+        await post(node.url, { session: 'vol-on', delivery: 'volatile', data: 1 });
+        await until(() => received.length, (n) => n === 1);
+        expect(received[0]!.envelope.reliable).toBe(false);
+        expect(received[0]!.ack).toBeUndefined();
+      });
+
+      it('volatile: are dropped and counted when the session is offline', async () => {
+        const before = await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'volatile', outcome: 'dropped' });
+        await post(node.url, { session: 'vol-off', delivery: 'volatile', data: 1 });
+        await until(
+          () => metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'volatile', outcome: 'dropped' }),
+          (n) => n === before + 1,
+        );
+        expect((await getJson(node.url, '/v1/sessions/vol-off')).body.inbox).toBe(0);
+      });
+    });
+
+    describe('groups and broadcast', () => {
+      it('a group message reaches every member once, with the group named, and no one else', async () => {
+        const a = await session(node.url, 'ga', ['team']);
+        const b = await session(node.url, 'gb', ['team', 'other']);
+        const outsider = await session(node.url, 'gc', ['other']);
+        const [ra, rb, rc] = [collect(a), collect(b), collect(outsider)];
+        await post(node.url, { id: 'team-1', group: 'team', data: 'standup' });
+        await until(() => ra.length + rb.length, (n) => n === 2);
+        await sleep(50);
+        expect(ra.map((r) => r.envelope)).toEqual([expect.objectContaining({ id: 'team-1', group: 'team' })]);
+        expect(rb).toHaveLength(1);
+        expect(rc).toHaveLength(0);
+      });
+
+      it('a broadcast reaches every connected socket', async () => {
+        const sockets = await Promise.all([session(node.url, 'b1'), session(node.url, 'b2'), connectClient(node.url)]);
+        const received = sockets.map((s) => collect(s, 'announce'));
+        await post(node.url, { id: 'bc-1', broadcast: true, event: 'announce', data: 'hello all' });
+        await until(() => received.map((r) => r.length), (counts) => counts.every((n) => n === 1));
+      });
+    });
+
+    describe('reliable delivery', () => {
+      it('is done when the client acks: nothing stays in the inbox', async () => {
+        const socket = await session(node.url, 'acker');
+        const received = collect(socket);
+        const before = await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'delivered' });
+        await post(node.url, { session: 'acker', data: 1 });
+        await until(() => received.length, (n) => n === 1);
+        await until(
+          () => metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'delivered' }),
+          (n) => n === before + 1,
+        );
+        await sleep(400);
+        expect((await getJson(node.url, '/v1/sessions/acker')).body.inbox).toBe(0);
+      });
+
+      it('goes to the inbox when the client does not ack in time, and is replayed when it registers again', async () => {
+        const silent = await session(node.url, 'no-ack');
+        const first = collect(silent, 'message', { ack: false });
+        await post(node.url, { id: 'unacked-1', session: 'no-ack', data: 'important' });
+        await until(() => first.length, (n) => n === 1);
+        await until(async () => (await getJson(node.url, '/v1/sessions/no-ack')).body.inbox, (n) => n === 1);
+        silent.close();
+
+        const again = await connectClient(node.url);
+        const replayed = collect(again);
+        await register(again, { sessionId: 'no-ack' });
+        await until(() => replayed.length, (n) => n === 1);
+        expect(replayed[0]!.envelope).toMatchObject({ id: 'unacked-1', data: 'important', reliable: true });
+        await until(async () => (await getJson(node.url, '/v1/sessions/no-ack')).body.inbox, (n) => n === 0);
+      });
+
+      it('waits in the inbox while the session is offline and is replayed oldest first', async () => {
+        await post(node.url, [
+          { id: 'off-1', session: 'offline', data: 1 },
+          { id: 'off-2', session: 'offline', data: 2 },
+          { id: 'off-3', session: 'offline', data: 3 },
+        ]);
+        await until(async () => (await getJson(node.url, '/v1/sessions/offline')).body, (b) => b.inbox === 3);
+        expect((await getJson(node.url, '/v1/sessions/offline')).body).toEqual({ online: false, sockets: 0, nodes: [], inbox: 3 });
+
+        const socket = await connectClient(node.url);
+        const received = collect(socket);
+        await register(socket, { sessionId: 'offline' });
+        await until(() => received.length, (n) => n === 3);
+        expect(ids(received)).toEqual(['off-1', 'off-2', 'off-3']);
+        await until(async () => (await getJson(node.url, '/v1/sessions/offline')).body.inbox, (n) => n === 0);
+      });
+
+      it('stays in the inbox when a replayed message is not acked', async () => {
+        await post(node.url, { id: 'sticky', session: 'replay-no-ack', data: 1 });
+        await until(async () => (await getJson(node.url, '/v1/sessions/replay-no-ack')).body.inbox, (n) => n === 1);
+        const socket = await connectClient(node.url);
+        const received = collect(socket, 'message', { ack: false });
+        await register(socket, { sessionId: 'replay-no-ack' });
+        await until(() => received.length, (n) => n === 1);
+        await sleep(500);
+        expect((await getJson(node.url, '/v1/sessions/replay-no-ack')).body.inbox).toBe(1);
+      });
+
+      it('expires in the inbox when its ttl runs out, and the expiry is counted', async () => {
+        const before = await metric(node.url, 'pushcenter_inbox_total', { op: 'expired' });
+        await post(node.url, { id: 'short-lived', session: 'ttl-session', data: 1, ttl: 150 });
+        await until(async () => (await getJson(node.url, '/v1/sessions/ttl-session')).body.inbox, (n) => n === 1);
+        await sleep(250);
+        const socket = await connectClient(node.url);
+        const received = collect(socket);
+        await register(socket, { sessionId: 'ttl-session' });
+        await sleep(200);
+        expect(received).toHaveLength(0);
+        expect(await metric(node.url, 'pushcenter_inbox_total', { op: 'expired' })).toBe(before + 1);
+      });
+
+      it('expires in the queue when its ttl runs out before dispatch, and the expiry is counted', async () => {
+        const before = await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'expired' });
+        node.app.queue.pause();
+        await post(node.url, { session: 'queued-too-long', data: 1, ttl: 50 });
+        await sleep(120);
+        node.app.queue.resume();
+        await until(
+          () => metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'expired' }),
+          (n) => n === before + 1,
+        );
+        expect((await getJson(node.url, '/v1/sessions/queued-too-long')).body.inbox).toBe(0);
+      });
+
+      it('keeps at most INBOX_MAX messages per session, evicting the oldest and counting them', async () => {
+        const before = await metric(node.url, 'pushcenter_inbox_total', { op: 'evicted' });
+        await post(node.url, [1, 2, 3, 4, 5].map((i) => ({ id: `bound-${i}`, session: 'bounded', data: i })));
+        await until(() => metric(node.url, 'pushcenter_inbox_total', { op: 'evicted' }), (n) => n === before + 2);
+        const socket = await connectClient(node.url);
+        const received = collect(socket);
+        await register(socket, { sessionId: 'bounded' });
+        await until(() => received.length, (n) => n === 3);
+        expect(ids(received)).toEqual(['bound-3', 'bound-4', 'bound-5']);
+      });
+    });
+
+    describe('HTTP API', () => {
+      it('refuses an invalid notification with 400 and the reason, enqueuing nothing of the request', async () => {
+        const before = await metric(node.url, 'pushcenter_messages_invalid_total', { reason: 'no_target' });
+        const received = await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'stored' });
+        const response = await post(node.url, [
+          { session: 'never', data: 1 },
+          { data: 'no target' },
+          { session: 'never', event: 'connect', data: 1 },
+        ]);
+        expect(response.status).toBe(400);
+        expect(response.body.error.code).toBe('invalid_notification');
+        expect(response.body.error.reasons).toEqual([
+          { index: 1, reason: 'no_target', message: expect.stringContaining('at least one of session, group') },
+          { index: 2, reason: 'reserved_event', message: expect.stringContaining('reserved') },
+        ]);
+        expect(await metric(node.url, 'pushcenter_messages_invalid_total', { reason: 'no_target' })).toBe(before + 1);
+        await sleep(50);
+        expect((await getJson(node.url, '/v1/sessions/never')).body.inbox).toBe(0);
+        expect(await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'stored' })).toBe(received);
+      });
+
+      it('refuses a body that is not JSON with 400', async () => {
+        const response = await post(node.url, '{"session": ');
+        expect(response.status).toBe(400);
+        expect(response.body.error.reasons[0].reason).toBe('not_json');
+      });
+
+      it('refuses a notification over the size limit with 413', async () => {
+        const response = await post(node.url, { session: 's', data: 'x'.repeat(70_000) });
+        expect(response.status).toBe(413);
+        expect(response.body.error.code).toBe('too_large');
+      });
+
+      it('refuses another content type with 415', async () => {
+        const response = await fetch(`${node.url}/v1/notifications`, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'hi' });
+        expect(response.status).toBe(415);
+      });
+
+      it('answers health and readiness', async () => {
+        expect(await getJson(node.url, '/healthz')).toEqual({ status: 200, body: { status: 'alive' } });
+        const ready = await getJson(node.url, '/readyz');
+        expect(ready).toMatchObject({ status: 200, body: { ready: true, checks: { consuming: true } } });
+        expect(Object.values(ready.body.checks).every((ok) => ok === true)).toBe(true);
+      });
+
+      it('exposes every metric of the contract with the counts that happened', async () => {
+        const text = await (await fetch(`${node.url}/metrics`)).text();
+        for (const name of [
+          'pushcenter_connected_sockets',
+          'pushcenter_sessions',
+          'pushcenter_messages_received_total',
+          'pushcenter_messages_invalid_total',
+          'pushcenter_deliveries_total',
+          'pushcenter_delivery_latency_seconds',
+          'pushcenter_inflight_messages',
+          'pushcenter_consumer_paused',
+          'pushcenter_backpressure_events_total',
+          'pushcenter_inbox_total',
+          'pushcenter_dependency_up',
+          'nodejs_eventloop_lag_p99_seconds',
+        ]) {
+          expect(text).toContain(`# TYPE ${name}`);
+        }
+        const received = await metric(node.url, 'pushcenter_messages_received_total', { source: 'http' });
+        await post(node.url, [{ session: 'counted', data: 1 }, { session: 'counted', data: 2 }]);
+        expect(await metric(node.url, 'pushcenter_messages_received_total', { source: 'http' })).toBe(received + 2);
+        await session(node.url, 'gauge-check');
+        expect(await metric(node.url, 'pushcenter_connected_sockets')).toBeGreaterThanOrEqual(1);
+        expect(await metric(node.url, 'pushcenter_sessions')).toBeGreaterThanOrEqual(1);
+        expect(await metric(node.url, 'pushcenter_delivery_latency_seconds_count', { mode: 'reliable' })).toBeGreaterThan(0);
+        expect(await metric(node.url, 'pushcenter_consumer_paused')).toBe(0);
+      });
+    });
+  });
+}
