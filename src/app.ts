@@ -1,7 +1,9 @@
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
-import { connectRedis, quitRedis } from './cluster/redis-client.js';
+import { createAdapter } from '@socket.io/redis-adapter';
+import { connectRedis, duplicateForSubscriptions, guardPublishes, quitRedis } from './cluster/redis-client.js';
+import { RedisCluster } from './cluster/redis-cluster.js';
 import type { Cluster } from './cluster/cluster.js';
 import { SingleNode } from './cluster/single-node.js';
 import type { Config } from './config/config.js';
@@ -41,7 +43,14 @@ interface Parts {
   auth: Authenticator;
   /** Redis connections this node opened (closed last). */
   redis: Redis[];
+  /** The socket.io adapter that carries group and broadcast emits to the other nodes. */
+  adapter: AdapterFactory | undefined;
 }
+
+type AdapterFactory = ReturnType<typeof createAdapter>;
+
+/** A reliable forward waits for the owning node's client ack, plus this for the round trip. */
+const FORWARD_MARGIN_MS = 2000;
 
 /**
  * The composition root: builds one push-center node from its configuration, picking the memory or the
@@ -81,7 +90,26 @@ export class App {
       const inbox = overrides.inbox ?? (client
         ? new RedisInbox(client, { keyPrefix: config.redis.keyPrefix, maxPerSession: config.inboxMax }, inboxEvents(metrics))
         : new MemoryInbox({ maxPerSession: config.inboxMax }, inboxEvents(metrics)));
-      const cluster = overrides.cluster ?? new SingleNode(config.nodeId);
+      let cluster = overrides.cluster;
+      if (!cluster && client) {
+        const bus = await duplicateForSubscriptions(client, 'bus', logger);
+        redis.push(bus);
+        const redisCluster = new RedisCluster(client, bus, {
+          nodeId: config.nodeId,
+          keyPrefix: config.redis.keyPrefix,
+          forwardTimeoutMs: config.ackTimeoutMs + FORWARD_MARGIN_MS,
+          logger,
+        });
+        await redisCluster.start();
+        cluster = redisCluster;
+      }
+      cluster ??= new SingleNode(config.nodeId);
+      let adapter: AdapterFactory | undefined;
+      if (client) {
+        const subscriber = await duplicateForSubscriptions(client, 'adapter', logger);
+        redis.push(subscriber);
+        adapter = createAdapter(guardPublishes(client, logger), subscriber, { key: `${config.redis.keyPrefix}socket.io` });
+      }
       const queue = overrides.queue ?? (config.amqp.url
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })
         : new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax }));
@@ -93,7 +121,7 @@ export class App {
           maxGroups: config.limits.maxGroups,
         })
         : openAccess);
-      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis });
+      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter });
     } catch (err) {
       await Promise.all(redis.map(quitRedis));
       throw err;
@@ -120,6 +148,7 @@ export class App {
       serveClient: false,
       maxHttpBufferSize: 64 * 1024,
       cors: corsFor(config.corsOrigins),
+      ...(parts.adapter ? { adapter: parts.adapter } : {}),
     }) as PushServer;
     this.gateway = new Gateway(this.io, {
       options: {

@@ -73,3 +73,25 @@ export function redact(url: string): string {
     return '<unparsable url>';
   }
 }
+
+/**
+ * The socket.io Redis adapter publishes without awaiting; while Redis is down each publish rejects and,
+ * unhandled, would kill the process (FACTS). This view of the client handles (logs) those rejections; the
+ * dispatcher itself does not emit to groups while the cluster is disconnected.
+ */
+export function guardPublishes(client: Redis, logger: Logger): Redis {
+  const log = logger.child({ component: 'redis', connection: 'adapter' });
+  return new Proxy(client, {
+    get(target, property) {
+      if (property === 'publish') {
+        return (...args: Parameters<Redis['publish']>) => {
+          const published = target.publish(...args);
+          published.catch((err: Error) => log.warn({ err: err.message }, 'group emit to other nodes failed'));
+          return published;
+        };
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}

@@ -91,6 +91,13 @@ export class Dispatcher {
     const sessionResults = notification.sessions.length > 0
       ? this.toSessions(notification)
       : Promise.resolve(true);
+    if (!this.deps.cluster.connected && (notification.groups.length > 0 || notification.broadcast)) {
+      // Other nodes' members cannot be reached now: a reliable message goes back to the queue (for
+      // later, or for a node that can reach them); a volatile one is dropped.
+      this.countGroups(notification, reliable ? 'failed' : 'dropped');
+      const sessionsFinal = await sessionResults;
+      return reliable ? false : sessionsFinal;
+    }
     for (const group of notification.groups) {
       gateway.emitToGroup(group, toEnvelope(notification, group));
       metrics.delivery('group', reliable, 'delivered');
@@ -171,10 +178,13 @@ export class Dispatcher {
   }
 
   private countAll(n: Notification, outcome: 'expired'): void {
-    const { metrics } = this.deps;
-    if (n.sessions.length > 0) metrics.delivery('session', n.reliable, outcome, n.sessions.length);
-    if (n.groups.length > 0) metrics.delivery('group', n.reliable, outcome, n.groups.length);
-    if (n.broadcast) metrics.delivery('broadcast', n.reliable, outcome);
+    if (n.sessions.length > 0) this.deps.metrics.delivery('session', n.reliable, outcome, n.sessions.length);
+    this.countGroups(n, outcome);
+  }
+
+  private countGroups(n: Notification, outcome: 'expired' | 'failed' | 'dropped'): void {
+    if (n.groups.length > 0) this.deps.metrics.delivery('group', n.reliable, outcome, n.groups.length);
+    if (n.broadcast) this.deps.metrics.delivery('broadcast', n.reliable, outcome);
   }
 }
 

@@ -39,7 +39,7 @@ class FakeGateway {
 /** Other nodes, scripted: which node holds which session and what it answers. */
 class FakeCluster implements Cluster {
   readonly nodeId = 'here';
-  readonly connected = true;
+  connected = true;
   owners = new Map<string, string[]>();
   answers = new Map<string, ForwardOutcome | Error>();
   forwarded: Array<{ node: string; sessionId: string }> = [];
@@ -255,6 +255,16 @@ describe('dispatcher across nodes', () => {
     await send({ session: 'v', data: 1, delivery: 'volatile' });
     expect(cluster.forwarded).toHaveLength(1);
     expect(await count({ mode: 'volatile', outcome: 'forwarded' })).toBe(1);
+  });
+
+  it('requeues a reliable group message while the other nodes cannot be reached; drops a volatile one', async () => {
+    const { cluster, gateway, send, count } = setup();
+    cluster.connected = false;
+    expect((await send({ group: 'g', data: 1 })).settled).toEqual(['requeue']);
+    expect((await send({ broadcast: true, data: 1, delivery: 'volatile' })).settled).toEqual(['ack']);
+    expect(gateway.emitted).toEqual([]);
+    expect(await count({ target: 'group', mode: 'reliable', outcome: 'failed' })).toBe(1);
+    expect(await count({ target: 'broadcast', mode: 'volatile', outcome: 'dropped' })).toBe(1);
   });
 
   it('delivers a message forwarded by another node to its local sockets and reports back', async () => {
