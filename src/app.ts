@@ -97,6 +97,7 @@ export class App {
         const redisCluster = new RedisCluster(client, bus, {
           nodeId: config.nodeId,
           keyPrefix: config.redis.keyPrefix,
+          heartbeatMs: config.redis.heartbeatMs,
           forwardTimeoutMs: config.ackTimeoutMs + FORWARD_MARGIN_MS,
           logger,
         });

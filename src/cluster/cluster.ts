@@ -12,6 +12,9 @@ export type ForwardOutcome = 'delivered' | 'not_delivered';
 /** Delivers a message forwarded by another node to this node's sockets of the session. */
 export type ForwardHandler = (sessionId: string, notification: Notification) => Promise<ForwardOutcome>;
 
+/** Offers the session's inbox to its sockets on this node (another node stored a message for it). */
+export type ReplayHandler = (sessionId: string) => void;
+
 export interface SessionPresence {
   /** Nodes holding at least one socket of the session, this one included. */
   nodes: string[];
@@ -35,5 +38,11 @@ export interface Cluster {
   forward(nodeId: string, sessionId: string, notification: Notification): Promise<ForwardOutcome>;
   /** Installs the handler for messages other nodes forward to this one. */
   onForward(handler: ForwardHandler): void;
+  /**
+   * Asks the node to replay the session's inbox to its sockets: a message was stored for a session that
+   * registered there while the message was on its way. Fire and forget.
+   */
+  requestReplay(nodeId: string, sessionId: string): Promise<void>;
+  onReplay(handler: ReplayHandler): void;
   close(): Promise<void>;
 }

@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Notification } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
-import type { Cluster, ForwardHandler, ForwardOutcome, SessionPresence } from './cluster.js';
+import type { Cluster, ForwardHandler, ForwardOutcome, ReplayHandler, SessionPresence } from './cluster.js';
 
 export interface RedisClusterOptions {
   /** This node's id (`NODE_ID`); unique among the running nodes, `start()` refuses a duplicate. */
@@ -45,6 +45,7 @@ export interface RedisClusterOptions {
  * Frames (JSON) on the bus:
  *   { type: 'deliver', from, corr, session, notification }   sender -> owning node
  *   { type: 'outcome', corr, outcome }                      owning node -> sender, reliable messages only
+ *   { type: 'replay', corr, session }                       any node -> a node holding the session
  */
 
 const DEFAULT_HEARTBEAT_MS = 2000;
@@ -85,7 +86,13 @@ interface OutcomeFrame {
   outcome: ForwardOutcome;
 }
 
-type Frame = DeliverFrame | OutcomeFrame;
+interface ReplayFrame {
+  type: 'replay';
+  corr: string;
+  session: string;
+}
+
+type Frame = DeliverFrame | OutcomeFrame | ReplayFrame;
 
 interface PendingForward {
   settle(outcome: ForwardOutcome): void;
@@ -143,6 +150,7 @@ export class RedisCluster implements Cluster {
   private readonly unsynced = new Set<string>();
   private readonly pending = new Map<string, PendingForward>();
   private handler: ForwardHandler | undefined;
+  private replayHandler: ReplayHandler | undefined;
   private heartbeat: NodeJS.Timeout | undefined;
   /** The heartbeat running now, so `close()` can let it finish before removing the entries. */
   private beating: Promise<void> | undefined;
@@ -294,6 +302,17 @@ export class RedisCluster implements Cluster {
         },
       );
     });
+  }
+
+  async requestReplay(nodeId: string, sessionId: string): Promise<void> {
+    if (this.closed) throw new Error('the cluster connection is closed; cannot ask for a replay');
+    requireReady(this.redis);
+    const frame: ReplayFrame = { type: 'replay', corr: randomUUID(), session: sessionId };
+    await this.redis.publish(this.busChannel(nodeId), JSON.stringify(frame));
+  }
+
+  onReplay(handler: ReplayHandler): void {
+    this.replayHandler = handler;
   }
 
   onForward(handler: ForwardHandler): void {
@@ -461,6 +480,10 @@ export class RedisCluster implements Cluster {
       else this.logger.debug({ corr: frame.corr }, 'outcome arrived after its forward timed out');
       return;
     }
+    if (frame.type === 'replay') {
+      if (!this.closed) this.replayHandler?.(frame.session);
+      return;
+    }
     void this.deliver(frame);
   };
 
@@ -542,6 +565,10 @@ function parseFrame(message: string): Frame | undefined {
   if (value.type === 'outcome') {
     if (value.outcome !== 'delivered' && value.outcome !== 'not_delivered') return undefined;
     return { type: 'outcome', corr: value.corr, outcome: value.outcome };
+  }
+  if (value.type === 'replay') {
+    if (typeof value.session !== 'string') return undefined;
+    return { type: 'replay', corr: value.corr, session: value.session };
   }
   if (value.type === 'deliver') {
     if (typeof value.from !== 'string' || value.from.length === 0 || typeof value.session !== 'string') return undefined;

@@ -27,5 +27,11 @@ export class SingleNode implements Cluster {
 
   onForward(): void {}
 
+  async requestReplay(nodeId: string): Promise<void> {
+    throw new Error(`single-node cluster has no node ${nodeId} to ask for a replay`);
+  }
+
+  onReplay(): void {}
+
   async close(): Promise<void> {}
 }

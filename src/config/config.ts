@@ -23,6 +23,8 @@ export interface Config {
     /** Unset: in-memory inbox and a single-node cluster. */
     url: string | undefined;
     keyPrefix: string;
+    /** How often a node renews its liveness; it counts as gone after three missed beats. */
+    heartbeatMs: number;
   };
   auth: {
     mode: 'none' | 'jwt';
@@ -199,7 +201,8 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     },
     redis: {
       url: url('REDIS_URL', ['redis:', 'rediss:']),
-      keyPrefix: str('REDIS_KEY_PREFIX', 'pushcenter:', /^[A-Za-z0-9_.:{}-]{0,64}$/, 'up to 64 of A-Z a-z 0-9 _ . : { } -'),
+      keyPrefix: str('REDIS_KEY_PREFIX', 'pushcenter:', /^[A-Za-z0-9_.:-]{0,64}$/, 'up to 64 of A-Z a-z 0-9 _ . : -'),
+      heartbeatMs: int('CLUSTER_HEARTBEAT_MS', 2000, 100, 60_000),
     },
     auth: { mode: authMode, jwtSecret, jwtPublicKey },
     apiKeys: list('API_KEYS'),

@@ -33,6 +33,7 @@ export class Dispatcher {
       const outcome = await deps.gateway.deliverToSession(sessionId, toEnvelope(notification));
       return outcome === 'delivered' ? 'delivered' : 'not_delivered';
     });
+    deps.cluster.onReplay((sessionId) => deps.gateway.replaySession(sessionId));
   }
 
   /** Deliveries being handled now. */
@@ -147,10 +148,26 @@ export class Dispatcher {
     }
     metrics.delivery('session', true, 'stored');
     metrics.inbox.inc({ op: 'stored' });
-    // The session may have registered (and replayed its inbox) while this message was on its way.
-    if ((await local) === 'no_sockets' && gateway.localSockets(sessionId) > 0) gateway.replaySession(sessionId);
+    await this.replayIfRegisteredMeanwhile(sessionId, (await local) === 'no_sockets', remotes);
     return true;
   };
+
+  /**
+   * A session that registered (and replayed its inbox) while its message was on the way to the inbox
+   * would otherwise see the message only at its next registration: ask the nodes it registered on
+   * since to replay. Sockets that were offered the message and did not ack are not asked again.
+   */
+  private async replayIfRegisteredMeanwhile(sessionId: string, noLocalSockets: boolean, remotesBefore: string[]): Promise<void> {
+    const { gateway, cluster, logger } = this.deps;
+    if (noLocalSockets && gateway.localSockets(sessionId) > 0) gateway.replaySession(sessionId);
+    const remotesNow = await this.remoteNodes(sessionId);
+    for (const node of remotesNow) {
+      if (remotesBefore.includes(node)) continue;
+      cluster.requestReplay(node, sessionId).catch((err: unknown) => {
+        logger.debug({ err, node, session: sessionId }, 'replay request failed; the message waits for the next registration');
+      });
+    }
+  }
 
   private volatileToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
     const { gateway, cluster, metrics, logger } = this.deps;

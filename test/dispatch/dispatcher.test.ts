@@ -60,6 +60,14 @@ class FakeCluster implements Cluster {
   onForward(handler: ForwardHandler): void {
     this.handler = handler;
   }
+  replayRequests: Array<{ node: string; sessionId: string }> = [];
+  replayHandler: ((sessionId: string) => void) | undefined;
+  async requestReplay(node: string, sessionId: string): Promise<void> {
+    this.replayRequests.push({ node, sessionId });
+  }
+  onReplay(handler: (sessionId: string) => void): void {
+    this.replayHandler = handler;
+  }
   async close(): Promise<void> {}
 }
 
@@ -247,6 +255,23 @@ describe('dispatcher across nodes', () => {
     const delivery = await send({ id: 'm', session: 'lost', data: 1 });
     expect(delivery.settled).toEqual(['ack']);
     expect(await inbox.size('lost')).toBe(1);
+  });
+
+  it('asks a node the session registered on meanwhile to replay its inbox, and no node it had already', async () => {
+    const { cluster, send, inbox } = setup();
+    cluster.owners.set('moving', ['node-b']);
+    cluster.answers.set('node-b', 'not_delivered');
+    const storing = send({ id: 'm', session: 'moving', data: 1 });
+    cluster.owners.set('moving', ['node-b', 'node-c']);
+    await storing;
+    expect(await inbox.size('moving')).toBe(1);
+    expect(cluster.replayRequests).toEqual([{ node: 'node-c', sessionId: 'moving' }]);
+  });
+
+  it('replays on this node when another node asks', () => {
+    const { cluster, gateway } = setup();
+    cluster.replayHandler!('asked');
+    expect(gateway.replayed).toEqual(['asked']);
   });
 
   it('forwards a volatile message and counts it as forwarded', async () => {
