@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { createAdapter } from '@socket.io/redis-adapter';
@@ -45,6 +46,7 @@ interface Parts {
   redis: Redis[];
   /** The socket.io adapter that carries group and broadcast emits to the other nodes. */
   adapter: AdapterFactory | undefined;
+  http: FastifyInstance;
 }
 
 type AdapterFactory = ReturnType<typeof createAdapter>;
@@ -66,7 +68,7 @@ export class App {
   readonly cluster: Cluster;
   readonly gateway: Gateway;
   readonly dispatcher: Dispatcher;
-  readonly http;
+  readonly http: FastifyInstance;
   readonly io: PushServer;
   private readonly redis: Redis[];
   private readonly backpressure: BackpressureMonitor;
@@ -122,7 +124,15 @@ export class App {
           maxGroups: config.limits.maxGroups,
         })
         : openAccess);
-      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter });
+      const http = await createHttpServer({
+        bodyLimit: config.httpBodyMaxBytes,
+        logger,
+        metrics,
+        trustProxy: config.trustProxy,
+        rateLimitPerMinute: config.rateLimits.httpPerMinute,
+        corsOrigins: config.corsOrigins,
+      });
+      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http });
     } catch (err) {
       await Promise.all(redis.map(quitRedis));
       throw err;
@@ -144,15 +154,18 @@ export class App {
     metrics.trackInflight(() => queue.inflight);
     metrics.trackDependencies(() => this.dependencies());
 
-    this.http = createHttpServer({ bodyLimit: config.httpBodyMaxBytes, logger: this.logger, metrics });
+    this.http = parts.http;
     this.io = new Server(this.http.server, {
       serveClient: false,
-      maxHttpBufferSize: 64 * 1024,
+      maxHttpBufferSize: config.socket.maxFrameBytes,
       cors: corsFor(config.corsOrigins),
       ...(parts.adapter ? { adapter: parts.adapter } : {}),
     }) as PushServer;
     this.gateway = new Gateway(this.io, {
       options: {
+        trustProxy: config.trustProxy,
+        connectsPer10s: config.rateLimits.connectsPer10s,
+        registersPer10s: config.rateLimits.registersPer10s,
         ackTimeoutMs: config.ackTimeoutMs,
         maxPending: config.socket.maxPending,
         maxBuffered: config.socket.maxBuffered,

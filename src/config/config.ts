@@ -39,7 +39,19 @@ export interface Config {
   logLevel: string;
   limits: NotificationLimits;
   httpBodyMaxBytes: number;
+  /** Take the client address from X-Forwarded-For (behind nginx or another proxy you control). */
+  trustProxy: boolean;
+  rateLimits: {
+    /** HTTP requests per client address per minute (0: no limit). */
+    httpPerMinute: number;
+    /** socket.io connections per client address per 10 s (0: no limit). */
+    connectsPer10s: number;
+    /** `register` calls per client address per 10 s (0: no limit). */
+    registersPer10s: number;
+  };
   socket: {
+    /** Largest frame a client may send (socket.io `maxHttpBufferSize`); clients only send small frames. */
+    maxFrameBytes: number;
     /** Reliable messages a socket may have un-acked before it counts as too far behind. */
     maxPending: number;
     /** Packets waiting in a socket's write buffer before volatile messages to it are dropped. */
@@ -134,6 +146,14 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     }
     return value;
   };
+  const bool = (name: string, fallback: boolean): boolean => {
+    const text = raw(name);
+    if (text === undefined) return fallback;
+    if (/^(true|1|yes)$/i.test(text)) return true;
+    if (/^(false|0|no)$/i.test(text)) return false;
+    problems.push(`${name}=${JSON.stringify(text)}: must be true or false`);
+    return fallback;
+  };
   const list = (name: string): string[] =>
     (raw(name) ?? '')
       .split(',')
@@ -219,7 +239,14 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       maxTtlMs: queueTtlMs,
     },
     httpBodyMaxBytes: int('HTTP_BODY_MAX_BYTES', 1024 * 1024, 1024, 256 * 1024 * 1024),
+    trustProxy: bool('TRUST_PROXY', false),
+    rateLimits: {
+      httpPerMinute: int('RATE_LIMIT_HTTP_PER_MIN', 6000, 0, 10_000_000),
+      connectsPer10s: int('RATE_LIMIT_CONNECTS_PER_10S', 1000, 0, 10_000_000),
+      registersPer10s: int('RATE_LIMIT_REGISTERS_PER_10S', 2000, 0, 10_000_000),
+    },
     socket: {
+      maxFrameBytes: int('SOCKET_MAX_FRAME_BYTES', 16_384, 1024, 16 * 1024 * 1024),
       maxPending: int('SOCKET_MAX_PENDING', 100, 1, 100_000),
       maxBuffered: int('SOCKET_MAX_BUFFERED', 1000, 1, 1_000_000),
     },

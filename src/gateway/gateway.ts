@@ -6,8 +6,10 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Authenticator } from './auth.js';
 import { UnauthorizedError, type TokenIdentity } from './jwt-auth.js';
+import { RateLimiter } from './rate-limiter.js';
 import type {
   ClientToServerEvents,
+  RegisterErrorCode,
   RegisterRequest,
   RegisterResponse,
   ServerToClientEvents,
@@ -29,6 +31,12 @@ type PushSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<stri
 export type LocalOutcome = 'delivered' | 'not_delivered' | 'behind' | 'no_sockets';
 
 export interface GatewayOptions {
+  /** Take the client address from X-Forwarded-For (only behind a proxy you control). */
+  trustProxy: boolean;
+  /** Connections per client address per 10 s (0: no limit). */
+  connectsPer10s: number;
+  /** `register` calls per client address per 10 s (0: no limit). */
+  registersPer10s: number;
   ackTimeoutMs: number;
   maxPending: number;
   maxBuffered: number;
@@ -49,6 +57,8 @@ const GROUP_ROOM = 'g:';
  */
 export class Gateway {
   private readonly sessions = new Map<string, Set<PushSocket>>();
+  private readonly connects: RateLimiter;
+  private readonly registers: RateLimiter;
 
   constructor(
     private readonly io: PushServer,
@@ -61,6 +71,16 @@ export class Gateway {
       logger: Logger;
     },
   ) {
+    this.connects = new RateLimiter(deps.options.connectsPer10s, 10_000);
+    this.registers = new RateLimiter(deps.options.registersPer10s, 10_000);
+    io.use((socket, next) => {
+      if (!this.connects.take(this.address(socket))) {
+        deps.metrics.socketRefusals.inc({ reason: 'connect_rate_limited' });
+        next(new Error('rate_limited'));
+        return;
+      }
+      next();
+    });
     io.use((socket, next) => {
       deps.auth
         .authenticate(socket.handshake.auth)
@@ -165,13 +185,20 @@ export class Gateway {
     }
 
     socket.on('register', (request, ack) => {
-      void this.register(socket, request).then((response) => {
+      const answer = (response: RegisterResponse) => {
+        if (!response.ok) metrics.socketRefusals.inc({ reason: `register_${response.error.code}` });
         if (typeof ack === 'function') ack(response);
-      });
+      };
+      if (!this.registers.take(this.address(socket))) {
+        answer(refuse('rate_limited', `too many register calls; retry in ${this.registers.retryAfterSeconds()} s`));
+        return;
+      }
+      void this.register(socket, request).then(answer);
     });
     socket.on('disconnect', (reason) => {
       clearTimeout(expiry);
       metrics.connectedSockets.dec();
+      metrics.socketDisconnects.inc({ reason: reason.replace(/ /g, '_') });
       for (const settle of pendingAcks.get(socket) ?? []) settle(false);
       const sessionId = socket.data.sessionId;
       if (sessionId !== undefined) void this.leaveSession(socket, sessionId);
@@ -262,6 +289,16 @@ export class Gateway {
     return { ok: true, sessionId: session, groups: [...new Set(list)] };
   }
 
+  /** The client's address: the socket's peer, or the first X-Forwarded-For hop behind a trusted proxy. */
+  private address(socket: PushSocket): string {
+    if (this.deps.options.trustProxy) {
+      const forwarded = socket.handshake.headers['x-forwarded-for'];
+      const first = (Array.isArray(forwarded) ? forwarded[0] : forwarded)?.split(',')[0]?.trim();
+      if (first) return first;
+    }
+    return socket.handshake.address;
+  }
+
   /** A socket takes no more when its write buffer is full or, for reliable messages, too many are un-acked. */
   private canTake(socket: PushSocket, reliable: boolean): boolean {
     if (!socket.connected) return false;
@@ -315,6 +352,6 @@ export class Gateway {
   }
 }
 
-function refuse(code: 'invalid_request' | 'forbidden' | 'unavailable', message: string): RegisterResponse & { ok: false } {
+function refuse(code: RegisterErrorCode, message: string): RegisterResponse & { ok: false } {
   return { ok: false, error: { code, message } };
 }

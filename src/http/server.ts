@@ -1,3 +1,5 @@
+import cors from '@fastify/cors';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -19,25 +21,54 @@ export interface SessionView {
  * The fastify server: JSON bodies are taken as raw bytes so the notification route parses and counts
  * them itself; errors are answered as `{ error: { code, message } }`.
  */
-export function createHttpServer(options: { bodyLimit: number; logger: Logger; metrics: Metrics }): FastifyInstance {
+export async function createHttpServer(options: {
+  bodyLimit: number;
+  logger: Logger;
+  metrics: Metrics;
+  trustProxy: boolean;
+  /** Requests per client address per minute; 0: no limit. */
+  rateLimitPerMinute: number;
+  /** Allowed browser origins; empty: same origin only; `*`: any. */
+  corsOrigins: string[];
+}): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'http' }) as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit,
     forceCloseConnections: true,
+    trustProxy: options.trustProxy,
   });
+  if (options.corsOrigins.length > 0) {
+    await app.register(cors, { origin: options.corsOrigins.includes('*') ? '*' : options.corsOrigins });
+  }
+  if (options.rateLimitPerMinute > 0) {
+    await app.register(rateLimit, {
+      max: options.rateLimitPerMinute,
+      timeWindow: 60_000,
+      errorResponseBuilder: (_request, context) => {
+        options.metrics.httpRefusals.inc({ reason: 'rate_limited' });
+        return {
+          statusCode: 429,
+          error: { code: 'rate_limited', message: `more than ${context.max} requests a minute from your address; retry in ${context.after}` },
+        };
+      },
+    });
+  }
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? 500;
+    if (status === 429) return reply.code(429).send(error);
     if (error.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
       options.metrics.messagesInvalid.inc({ reason: 'too_large' });
+      options.metrics.httpRefusals.inc({ reason: 'too_large' });
       return reply.code(413).send({
         error: { code: 'too_large', message: `request body over ${options.bodyLimit} bytes (HTTP_BODY_MAX_BYTES)` },
       });
     }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      options.metrics.httpRefusals.inc({ reason: 'unsupported_media_type' });
       return reply.code(415).send({ error: { code: 'unsupported_media_type', message: 'send content-type: application/json' } });
     }
     if (status >= 500) request.log.error({ err: error, url: request.url }, 'request failed');

@@ -27,6 +27,7 @@ export function registerNotificationRoute(
 
   app.post('/v1/notifications', async (request: FastifyRequest, reply: FastifyReply) => {
     if (keys.length > 0 && !authorized(request.headers.authorization, keys)) {
+      metrics.httpRefusals.inc({ reason: 'unauthorized' });
       return reply
         .code(401)
         .header('www-authenticate', 'Bearer')

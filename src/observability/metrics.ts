@@ -80,6 +80,18 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly socketDisconnects = new Counter({
+    name: 'pushcenter_socket_disconnects_total',
+    help: 'Socket disconnections, by socket.io reason (e.g. transport_close, ping_timeout, transport_error for an oversized frame)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly httpRefusals = new Counter({
+    name: 'pushcenter_http_refusals_total',
+    help: 'HTTP requests refused before their content was looked at, by reason (unauthorized, rate_limited, too_large, unsupported_media_type)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
   /** Read at scrape time (`trackDependencies`). */
   private dependencySource: () => Partial<Record<Dependency, boolean>> = () => ({});
   readonly dependencyUp: Gauge<'dependency'> = new Gauge({
