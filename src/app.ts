@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
@@ -13,7 +14,7 @@ import { Dispatcher } from './dispatch/dispatcher.js';
 import { openAccess, type Authenticator } from './gateway/auth.js';
 import { Gateway, type PushServer } from './gateway/gateway.js';
 import { JwtAuthenticator } from './gateway/jwt-auth.js';
-import { registerOperationsRoutes, createHttpServer, type Readiness } from './http/server.js';
+import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type Readiness } from './http/server.js';
 import type { Inbox } from './inbox/inbox.js';
 import { MemoryInbox } from './inbox/memory-inbox.js';
 import { RedisInbox } from './inbox/redis-inbox.js';
@@ -50,6 +51,8 @@ interface Parts {
 }
 
 type AdapterFactory = ReturnType<typeof createAdapter>;
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** A reliable forward waits for the owning node's client ack, plus this for the round trip. */
 const FORWARD_MARGIN_MS = 2000;
@@ -131,6 +134,7 @@ export class App {
         trustProxy: config.trustProxy,
         rateLimitPerMinute: config.rateLimits.httpPerMinute,
         corsOrigins: config.corsOrigins,
+        version: PACKAGE_VERSION,
       });
       return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http });
     } catch (err) {
@@ -198,9 +202,11 @@ export class App {
     );
 
     registerNotificationRoute(this.http, { parser, queue: this.queue, metrics, apiKeys: config.apiKeys });
+    registerStaticRoutes(this.http, new URL('../public/', import.meta.url));
     registerOperationsRoutes(this.http, {
       metrics,
       readiness: () => this.readiness(),
+      maxIdLength: config.limits.maxIdLength,
       session: async (id) => {
         const [presence, inbox] = await Promise.all([this.cluster.presence(id), this.inbox.size(id)]);
         return { online: presence.sockets > 0, sockets: presence.sockets, nodes: presence.nodes, inbox };

@@ -1,8 +1,25 @@
 import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import { readFile } from 'node:fs/promises';
+import { Type } from '@sinclair/typebox';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+
+/** Every error answer: `{ error: { code, message, reasons? } }`. */
+export const ERROR_SCHEMA = Type.Object({
+  error: Type.Object({
+    code: Type.String(),
+    message: Type.String(),
+    reasons: Type.Optional(Type.Array(Type.Object({
+      index: Type.Integer(),
+      reason: Type.String(),
+      message: Type.String(),
+    }))),
+  }),
+});
 
 export interface Readiness {
   ready: boolean;
@@ -30,6 +47,8 @@ export async function createHttpServer(options: {
   rateLimitPerMinute: number;
   /** Allowed browser origins; empty: same origin only; `*`: any. */
   corsOrigins: string[];
+  /** The package version, shown in the API documentation. */
+  version: string;
 }): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'http' }) as FastifyBaseLogger,
@@ -38,6 +57,25 @@ export async function createHttpServer(options: {
     forceCloseConnections: true,
     trustProxy: options.trustProxy,
   });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'push-center',
+        description: 'Publish notifications to browser sessions and groups; inspect sessions; operate the node.',
+        version: options.version,
+      },
+      components: {
+        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'one of API_KEYS, when set' } },
+      },
+      tags: [
+        { name: 'notifications', description: 'publish' },
+        { name: 'sessions', description: 'where a session is connected, what waits for it' },
+        { name: 'operations', description: 'health, readiness, metrics' },
+      ],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
   if (options.corsOrigins.length > 0) {
     await app.register(cors, { origin: options.corsOrigins.includes('*') ? '*' : options.corsOrigins });
   }
@@ -88,20 +126,82 @@ export function registerOperationsRoutes(
     metrics: Metrics;
     readiness: () => Readiness;
     session: (id: string) => Promise<SessionView>;
+    maxIdLength: number;
   },
 ): void {
-  app.get('/healthz', async () => ({ status: 'alive' }));
+  app.get('/healthz', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Liveness: 200 while the process runs',
+      response: { 200: Type.Object({ status: Type.Literal('alive') }) },
+    },
+  }, async () => ({ status: 'alive' as const }));
 
-  app.get('/readyz', async (_request, reply) => {
+  const readiness = Type.Object({
+    ready: Type.Boolean(),
+    checks: Type.Record(Type.String(), Type.Boolean(), { description: 'each configured dependency, and consuming' }),
+    notReady: Type.Optional(Type.Array(Type.String())),
+  });
+  app.get('/readyz', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Readiness: 200 when every configured dependency is connected and the node consumes',
+      response: { 200: readiness, 503: readiness },
+    },
+  }, async (_request, reply) => {
     const { ready, checks } = deps.readiness();
     const failing = Object.entries(checks).filter(([, ok]) => !ok).map(([name]) => name);
     return reply.code(ready ? 200 : 503).send({ ready, checks, ...(ready ? {} : { notReady: failing }) });
   });
 
-  app.get('/metrics', async (_request, reply) => {
+  app.get('/metrics', {
+    schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)' },
+  }, async (_request, reply) => {
     const body = await deps.metrics.registry.metrics();
     return reply.header('content-type', deps.metrics.registry.contentType).send(body);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/sessions/:id', async (request) => deps.session(request.params.id));
+  app.get<{ Params: { id: string } }>('/v1/sessions/:id', {
+    schema: {
+      tags: ['sessions'],
+      summary: 'Where a session is connected, cluster-wide, and how many messages wait in its inbox',
+      params: Type.Object({ id: Type.String({ minLength: 1, maxLength: deps.maxIdLength }) }),
+      response: {
+        200: Type.Object({
+          online: Type.Boolean(),
+          sockets: Type.Integer({ description: 'sockets of the session on all nodes' }),
+          nodes: Type.Array(Type.String(), { description: 'nodes holding its sockets' }),
+          inbox: Type.Integer({ description: 'messages waiting for it' }),
+        }),
+        400: ERROR_SCHEMA,
+      },
+    },
+  }, async (request) => deps.session(request.params.id));
+}
+
+const STATIC_FILES: Record<string, { file: string; type: string }> = {
+  '/demo': { file: 'demo.html', type: 'text/html; charset=utf-8' },
+  '/push-center-client.js': { file: 'push-center-client.js', type: 'text/javascript; charset=utf-8' },
+  '/push-center-client.js.map': { file: 'push-center-client.js.map', type: 'application/json' },
+};
+
+/**
+ * The demo page and the browser SDK bundle, from `public/`. The bundle is built by `npm run build`
+ * (`npm start` builds it); until then its route says so.
+ */
+export function registerStaticRoutes(app: FastifyInstance, publicDir: URL): void {
+  app.get('/', { schema: { hide: true } }, async (_request, reply) => reply.redirect('/demo'));
+  for (const [path, { file, type }] of Object.entries(STATIC_FILES)) {
+    app.get(path, { schema: { hide: true } }, async (_request, reply) => {
+      try {
+        const body = await readFile(new URL(file, publicDir));
+        return reply.header('content-type', type).header('cache-control', 'no-cache').send(body);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+        return reply.code(404).send({
+          error: { code: 'not_built', message: `${file} is missing: run \`npm run build\` (or \`npm run build:client\`)` },
+        });
+      }
+    });
+  }
 }

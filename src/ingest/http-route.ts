@@ -1,7 +1,9 @@
 import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NotificationParser, InvalidReason } from '../notification/parse.js';
-import type { Notification } from '../notification/schema.js';
+import { Type } from '@sinclair/typebox';
+import { ERROR_SCHEMA } from '../http/server.js';
+import { notificationBatchSchema, type Notification } from '../notification/schema.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
@@ -25,7 +27,28 @@ export function registerNotificationRoute(
   const { limits } = parser;
   const keys = deps.apiKeys.map(digest);
 
-  app.post('/v1/notifications', async (request: FastifyRequest, reply: FastifyReply) => {
+  app.post('/v1/notifications', {
+    schema: {
+      tags: ['notifications'],
+      summary: 'Publish one notification or an array of them',
+      description: 'Answered 202 only once the queue confirmed every message (RabbitMQ publisher confirms). ' +
+        'One invalid item refuses the whole request; nothing of it is enqueued.',
+      security: keys.length > 0 ? [{ apiKey: [] }] : [],
+      body: notificationBatchSchema(limits),
+      response: {
+        202: Type.Object({ ids: Type.Array(Type.String()) }, { description: 'enqueued' }),
+        400: { ...ERROR_SCHEMA, description: 'invalid: the reason for each bad item' },
+        401: { ...ERROR_SCHEMA, description: 'no valid API key' },
+        413: { ...ERROR_SCHEMA, description: 'too large' },
+        415: { ...ERROR_SCHEMA, description: 'not application/json' },
+        429: { ...ERROR_SCHEMA, description: 'rate limited' },
+        503: { ...ERROR_SCHEMA, description: 'the queue cannot take it now; see Retry-After' },
+      },
+    },
+    // The body arrives as bytes and is validated below against the same schema, item by item, so each
+    // bad item is answered with its reason and counted.
+    validatorCompiler: () => (value: unknown) => ({ value }),
+  }, async (request: FastifyRequest, reply: FastifyReply) => {
     if (keys.length > 0 && !authorized(request.headers.authorization, keys)) {
       metrics.httpRefusals.inc({ reason: 'unauthorized' });
       return reply
