@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
-import { createAdapter } from '@socket.io/redis-adapter';
+import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import { connectRedis, duplicateForSubscriptions, guardPublishes, quitRedis } from './cluster/redis-client.js';
 import { RedisCluster } from './cluster/redis-cluster.js';
 import type { Cluster } from './cluster/cluster.js';
@@ -50,7 +50,7 @@ interface Parts {
   http: FastifyInstance;
 }
 
-type AdapterFactory = ReturnType<typeof createAdapter>;
+type AdapterFactory = ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>;
 
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -114,7 +114,10 @@ export class App {
       if (client) {
         const subscriber = await duplicateForSubscriptions(client, 'adapter', logger);
         redis.push(subscriber);
-        adapter = createAdapter(guardPublishes(client, logger), subscriber, { key: `${config.redis.keyPrefix}socket.io` });
+        const key = `${config.redis.keyPrefix}socket.io`;
+        adapter = config.redis.adapter === 'sharded'
+          ? createShardedAdapter(guardPublishes(client, logger), subscriber, { channelPrefix: key, subscriptionMode: 'dynamic' })
+          : createAdapter(guardPublishes(client, logger), subscriber, { key });
       }
       const queue = overrides.queue ?? (config.amqp.url
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })

@@ -83,9 +83,9 @@ export function guardPublishes(client: Redis, logger: Logger): Redis {
   const log = logger.child({ component: 'redis', connection: 'adapter' });
   return new Proxy(client, {
     get(target, property) {
-      if (property === 'publish') {
-        return (...args: Parameters<Redis['publish']>) => {
-          const published = target.publish(...args);
+      if (property === 'publish' || property === 'spublish') {
+        return (channel: string | Buffer, message: string | Buffer) => {
+          const published: Promise<unknown> = target[property](channel, message);
           published.catch((err: Error) => log.warn({ err: err.message }, 'group emit to other nodes failed'));
           return published;
         };

@@ -25,6 +25,11 @@ export interface Config {
     keyPrefix: string;
     /** How often a node renews its liveness; it counts as gone after three missed beats. */
     heartbeatMs: number;
+    /**
+     * socket.io adapter for groups and broadcasts: `classic` (every node receives every group emit) or
+     * `sharded` (Redis 7 sharded pub/sub, a channel per room: only nodes with members receive it).
+     */
+    adapter: 'classic' | 'sharded';
   };
   auth: {
     mode: 'none' | 'jwt';
@@ -223,6 +228,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       url: url('REDIS_URL', ['redis:', 'rediss:']),
       keyPrefix: str('REDIS_KEY_PREFIX', 'pushcenter:', /^[A-Za-z0-9_.:-]{0,64}$/, 'up to 64 of A-Z a-z 0-9 _ . : -'),
       heartbeatMs: int('CLUSTER_HEARTBEAT_MS', 2000, 100, 60_000),
+      adapter: oneOf('REDIS_ADAPTER', 'classic', ['classic', 'sharded'] as const),
     },
     auth: { mode: authMode, jwtSecret, jwtPublicKey },
     apiKeys: list('API_KEYS'),

@@ -112,6 +112,10 @@ export class Gateway {
     const sockets = this.sessions.get(sessionId);
     if (!sockets || sockets.size === 0) return Promise.resolve('no_sockets');
     const ready = [...sockets].filter((socket) => this.canTake(socket, envelope.reliable));
+    if (ready.length < sockets.size) {
+      // A slow socket: its reliable messages go to the inbox, volatile ones are dropped (both counted).
+      this.deps.metrics.backpressureEvents.inc({ reason: 'slow_socket' }, sockets.size - ready.length);
+    }
     if (ready.length === 0) return Promise.resolve('behind');
     if (!envelope.reliable) {
       for (const socket of ready) socket.emit(envelope.event, envelope);

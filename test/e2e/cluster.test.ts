@@ -94,6 +94,18 @@ describe('a cluster of three nodes', () => {
     expect(outsider.received).toHaveLength(0);
   });
 
+  it('with the sharded adapter too, a group with members on all three nodes gets each message once per socket', async () => {
+    await threeNodes({ REDIS_ADAPTER: 'sharded' });
+    const members = [await tab('s-a', 'A', ['sharded']), await tab('s-b', 'B', ['sharded']), await tab('s-c', 'C', ['sharded'])];
+    const outsider = await tab('s-out', 'C', ['elsewhere']);
+    await publish(Array.from({ length: 20 }, (_, i) => ({ id: `sh-${i}`, group: 'sharded', data: i })));
+    await until(() => members.map((m) => m.received.length), (counts) => counts.every((n) => n >= 20), 15_000);
+    await sleep(300);
+    for (const member of members) expect(new Set(member.ids()).size).toBe(member.received.length);
+    expect(members.map((m) => m.received.length)).toEqual([20, 20, 20]);
+    expect(outsider.received).toHaveLength(0);
+  });
+
   it('HTTP on any node reaches a session on another node', async () => {
     const c = await threeNodes();
     const onC = await tab('http-user', 'C');
