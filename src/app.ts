@@ -174,6 +174,7 @@ export class App {
         connectsPer10s: config.rateLimits.connectsPer10s,
         registersPer10s: config.rateLimits.registersPer10s,
         ackTimeoutMs: config.ackTimeoutMs,
+        ackHoldMs: config.ackHoldMs,
         maxPending: config.socket.maxPending,
         maxBuffered: config.socket.maxBuffered,
         maxIdLength: config.limits.maxIdLength,
@@ -186,6 +187,7 @@ export class App {
       logger: this.logger.child({ component: 'gateway' }),
     });
     this.dispatcher = new Dispatcher({
+      ackHoldMs: config.ackHoldMs,
       parser,
       gateway: this.gateway,
       cluster: this.cluster,

@@ -38,6 +38,12 @@ export interface Config {
   };
   apiKeys: string[];
   ackTimeoutMs: number;
+  /**
+   * How long a reliable message waits for a client ack while it holds its broker (prefetch) slot; after
+   * that it is written to the inbox and the slot is freed. A later ack (until ACK_TIMEOUT_MS) still
+   * removes it from the inbox. Bounds how much a few slow or broken clients can slow everyone down.
+   */
+  ackHoldMs: number;
   inboxMax: number;
   /** Empty: same-origin only for HTTP, any origin for socket.io handshakes is refused. `*`: any origin. */
   corsOrigins: string[];
@@ -166,6 +172,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       .filter((item) => item !== '');
 
   const nodeEnv = raw('NODE_ENV') ?? 'development';
+  const ackTimeoutMs = int('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
   const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
   // RabbitMQ caps a quorum queue consumer's prefetch at 2,000 (FACTS).
@@ -232,7 +239,8 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     },
     auth: { mode: authMode, jwtSecret, jwtPublicKey },
     apiKeys: list('API_KEYS'),
-    ackTimeoutMs: int('ACK_TIMEOUT_MS', 10_000, 100, 600_000),
+    ackTimeoutMs,
+    ackHoldMs: Math.min(int('ACK_HOLD_MS', 1000, 10, 600_000), ackTimeoutMs),
     inboxMax: int('INBOX_MAX', 1000, 1, 1_000_000),
     corsOrigins,
     logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),

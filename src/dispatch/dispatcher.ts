@@ -21,6 +21,8 @@ export class Dispatcher {
 
   constructor(
     private readonly deps: {
+      /** How long a reliable message may hold its broker slot waiting for a client ack (see config). */
+      ackHoldMs: number;
       parser: NotificationParser;
       gateway: Gateway;
       cluster: Cluster;
@@ -122,6 +124,8 @@ export class Dispatcher {
   private reliableToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
     const { gateway, cluster, inbox, metrics, logger } = this.deps;
     const local = gateway.deliverToSession(sessionId, envelope);
+    let localOutcome: LocalOutcome | undefined;
+    void local.then((outcome) => (localOutcome = outcome));
     const remotes = await this.remoteNodes(sessionId);
     const attempts: Array<Promise<LocalOutcome | ForwardOutcome>> = [local];
     for (const node of remotes) {
@@ -130,7 +134,9 @@ export class Dispatcher {
         return 'not_delivered' as const;
       }));
     }
-    if (await firstDelivered(attempts)) {
+    const delivered = firstDelivered(attempts);
+    const outcome = await withinHold(delivered, this.deps.ackHoldMs);
+    if (outcome === true) {
       metrics.delivery('session', true, 'delivered');
       metrics.latency(true, n.enqueuedAt);
       return true;
@@ -148,9 +154,24 @@ export class Dispatcher {
     }
     metrics.delivery('session', true, 'stored');
     metrics.inbox.inc({ op: 'stored' });
-    await this.replayIfRegisteredMeanwhile(sessionId, (await local) === 'no_sockets', remotes);
+    if (outcome === 'held') {
+      // The slot is free again; the emit is still out there: a late ack takes the message out of the inbox.
+      metrics.backpressureEvents.inc({ reason: 'slow_ack' });
+      void delivered.then((late) => (late ? this.removeDelivered(sessionId, n) : undefined));
+    }
+    // `no_sockets` is known at once; an emit still waiting for its ack is not waited for here.
+    await this.replayIfRegisteredMeanwhile(sessionId, localOutcome === 'no_sockets', remotes);
     return true;
   };
+
+  private async removeDelivered(sessionId: string, n: Notification): Promise<void> {
+    try {
+      if (await this.deps.inbox.remove(sessionId, n.id)) this.deps.metrics.inbox.inc({ op: 'replayed' });
+      this.deps.metrics.latency(true, n.enqueuedAt);
+    } catch (err) {
+      this.deps.logger.debug({ err, session: sessionId, id: n.id }, 'could not remove a late-acked message; it may be delivered again');
+    }
+  }
 
   /**
    * A session that registered (and replayed its inbox) while its message was on the way to the inbox
@@ -203,6 +224,17 @@ export class Dispatcher {
     if (n.groups.length > 0) this.deps.metrics.delivery('group', n.reliable, outcome, n.groups.length);
     if (n.broadcast) this.deps.metrics.delivery('broadcast', n.reliable, outcome);
   }
+}
+
+/** The attempt's result if it comes within the hold time, else `held`. */
+function withinHold(delivered: Promise<boolean>, holdMs: number): Promise<boolean | 'held'> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('held'), holdMs);
+    void delivered.then((result) => {
+      clearTimeout(timer);
+      resolve(result);
+    });
+  });
 }
 
 /** True as soon as one attempt reports `delivered`; false once all finished without. */

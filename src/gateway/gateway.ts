@@ -31,6 +31,8 @@ type PushSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<stri
 export type LocalOutcome = 'delivered' | 'not_delivered' | 'behind' | 'no_sockets';
 
 export interface GatewayOptions {
+  /** A socket with a reliable message un-acked for longer than this counts as behind. */
+  ackHoldMs: number;
   /** Take the client address from X-Forwarded-For (only behind a proxy you control). */
   trustProxy: boolean;
   /** Connections per client address per 10 s (0: no limit). */
@@ -47,7 +49,8 @@ export interface GatewayOptions {
 /** A reliable emit waiting for its ack; settled once, by the ack, the timeout or a disconnect. */
 type PendingAck = (acked: boolean) => void;
 
-const pendingAcks = new WeakMap<PushSocket, Set<PendingAck>>();
+/** Per socket, its un-acked reliable emits and when each was sent, oldest first (insertion order). */
+const pendingAcks = new WeakMap<PushSocket, Map<PendingAck, number>>();
 const GROUP_ROOM = 'g:';
 
 /**
@@ -166,7 +169,7 @@ export class Gateway {
   private onConnection(socket: PushSocket): void {
     const { metrics, logger } = this.deps;
     metrics.connectedSockets.inc();
-    pendingAcks.set(socket, new Set());
+    pendingAcks.set(socket, new Map());
     const identity = socket.data.identity as TokenIdentity | undefined;
     let expiry: NodeJS.Timeout | undefined;
     if (identity) {
@@ -203,7 +206,7 @@ export class Gateway {
       clearTimeout(expiry);
       metrics.connectedSockets.dec();
       metrics.socketDisconnects.inc({ reason: reason.replace(/ /g, '_') });
-      for (const settle of pendingAcks.get(socket) ?? []) settle(false);
+      for (const settle of pendingAcks.get(socket)?.keys() ?? []) settle(false);
       const sessionId = socket.data.sessionId;
       if (sessionId !== undefined) void this.leaveSession(socket, sessionId);
       logger.debug({ socket: socket.id, session: sessionId, reason }, 'socket disconnected');
@@ -308,7 +311,14 @@ export class Gateway {
     if (!socket.connected) return false;
     const conn = socket.conn as unknown as { writeBuffer: unknown[] };
     if (conn.writeBuffer.length >= this.deps.options.maxBuffered) return false;
-    return !reliable || (pendingAcks.get(socket)?.size ?? 0) < this.deps.options.maxPending;
+    if (!reliable) return true;
+    const pending = pendingAcks.get(socket);
+    if (!pending || pending.size === 0) return true;
+    if (pending.size >= this.deps.options.maxPending) return false;
+    // A socket that has left a message un-acked for longer than the hold time is not keeping up (or
+    // not acking at all): new messages go to its inbox instead of waiting on it.
+    const oldest = pending.values().next().value as number;
+    return Date.now() - oldest < this.deps.options.ackHoldMs;
   }
 
   private emitWithAck(socket: PushSocket, envelope: Envelope, done: (acked: boolean) => void): void {
@@ -320,7 +330,7 @@ export class Gateway {
       pending?.delete(settle);
       done(acked);
     };
-    pending?.add(settle);
+    pending?.set(settle, Date.now());
     const withAck = socket.timeout(this.deps.options.ackTimeoutMs) as unknown as {
       emit(event: string, envelope: Envelope, ack: (err: Error | null) => void): void;
     };

@@ -14,12 +14,16 @@ import { Metrics } from '../../src/observability/metrics.js';
 /** Sockets of this node, scripted: what each session's sockets answer. */
 class FakeGateway {
   answers = new Map<string, LocalOutcome>();
+  /** Sessions whose sockets answer only after this many ms. */
+  delays = new Map<string, number>();
   emitted: Array<{ to: string; envelope: Envelope }> = [];
   replayed: string[] = [];
   online = new Set<string>();
   async deliverToSession(sessionId: string, envelope: Envelope): Promise<LocalOutcome> {
     const outcome = this.answers.get(sessionId) ?? 'no_sockets';
     if (outcome !== 'no_sockets') this.emitted.push({ to: `session:${sessionId}`, envelope });
+    const delay = this.delays.get(sessionId);
+    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
     return outcome;
   }
   emitToGroup(group: string, envelope: Envelope): void {
@@ -95,6 +99,7 @@ function setup(options: { inbox?: Inbox } = {}) {
   const cluster = new FakeCluster();
   const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { expired: () => {}, evicted: () => {} });
   const dispatcher = new Dispatcher({
+    ackHoldMs: 200,
     parser: new NotificationParser(config.limits),
     gateway: gateway as unknown as Gateway,
     cluster,
@@ -150,6 +155,31 @@ describe('dispatcher outcomes', () => {
     gateway.answers.set('behind', 'behind');
     await send({ id: 'm', session: 'behind', data: 1 });
     expect(await inbox.size('behind')).toBe(1);
+  });
+
+  it('frees the broker slot after the hold time by storing the message; a late ack takes it out of the inbox', async () => {
+    const { gateway, send, count, inbox, metrics } = setup();
+    gateway.answers.set('slow-acker', 'delivered');
+    gateway.delays.set('slow-acker', 500);
+    const started = Date.now();
+    const delivery = await send({ id: 'late', session: 'slow-acker', data: 1 });
+    expect(Date.now() - started).toBeLessThan(450);
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await count({ outcome: 'stored' })).toBe(1);
+    expect(await inbox.size('slow-acker')).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    expect(await inbox.size('slow-acker')).toBe(0);
+    const replayed = (await metrics.inbox.get()).values.find((v) => v.labels.op === 'replayed');
+    expect(replayed?.value).toBe(1);
+  });
+
+  it('keeps a message that is never acked in the inbox after the hold time', async () => {
+    const { gateway, send, inbox } = setup();
+    gateway.answers.set('silent', 'not_delivered');
+    gateway.delays.set('silent', 400);
+    await send({ id: 'kept', session: 'silent', data: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect(await inbox.size('silent')).toBe(1);
   });
 
   it('replays at once when the session registered while its message was being stored', async () => {
