@@ -1,0 +1,179 @@
+import { connect, type ChannelModel, type ConfirmChannel, type Message } from 'amqplib';
+import { ENQUEUED_MS_HEADER } from '../ingest/amqp-queue.js';
+import type { Outgoing, Sender } from './sender.js';
+import { CliError, errorText, redact } from './terminal.js';
+
+const CONNECT_TIMEOUT_MS = 10_000;
+/** A batch RabbitMQ has not confirmed within this long fails (a broker that stalls without an alarm). */
+const CONFIRM_TIMEOUT_MS = 30_000;
+const BATCH_SIZE = 500;
+const CLOSE_TIMEOUT_MS = 2000;
+
+/**
+ * Publishes to the queue push-center nodes consume, the way a backend should (README, "On RabbitMQ"):
+ * default exchange, routing key = the queue, persistent, `contentType` application/json, `messageId`,
+ * `timestamp`, on a confirm channel, `mandatory` so that a message RabbitMQ cannot route fails instead
+ * of vanishing.
+ *
+ * The queue is checked, never declared: the nodes declare it with their arguments (TTL, dead-lettering),
+ * and a declaration with other arguments would be refused.
+ */
+export class AmqpSender implements Sender {
+  readonly target: string;
+  readonly batchSize = BATCH_SIZE;
+  private readonly returned = new Set<string>();
+  /** Settles every publish not confirmed yet, and every wait for 'drain'. */
+  private readonly pending = new Set<(err: Error | undefined) => void>();
+  private failure: CliError | undefined;
+
+  private constructor(
+    private readonly connection: ChannelModel,
+    private readonly channel: ConfirmChannel,
+    private readonly queue: string,
+    url: string,
+  ) {
+    this.target = `queue '${queue}' on ${redact(url)}`;
+    channel.on('return', (msg: Message) => {
+      const id = msg.properties.messageId;
+      if (typeof id === 'string') this.returned.add(id);
+    });
+    channel.on('error', () => undefined);
+    channel.on('close', () => this.fail(new CliError(`RabbitMQ closed the channel to ${this.target}`)));
+    connection.on('error', () => undefined);
+    connection.on('close', (err?: Error) => this.fail(new CliError(
+      `the connection to RabbitMQ at ${redact(url)} closed${err ? `: ${err.message}` : ''}`)));
+    connection.on('blocked', (reason: string) => this.fail(new CliError(
+      `RabbitMQ blocks publishers (${reason || 'resource alarm'}): a memory or disk alarm on the broker; ` +
+      'publish again once it is cleared (rabbitmq-diagnostics alarms)')));
+  }
+
+  /** Connects and checks that the queue exists; fails with what to check. */
+  static async open(url: string, queue: string): Promise<AmqpSender> {
+    let connection: ChannelModel;
+    try {
+      connection = await connect(url, {
+        clientProperties: { connection_name: 'push-center-cli' },
+        timeout: CONNECT_TIMEOUT_MS,
+      });
+    } catch (err) {
+      throw new CliError(`cannot connect to RabbitMQ at ${redact(url)}: ${errorText(err)}. ` +
+        'Check that RabbitMQ runs there and that the user, password and vhost are right (--amqp <url> or AMQP_URL).');
+    }
+    connection.on('error', () => undefined);
+    try {
+      await checkQueue(connection, queue, url);
+      const channel = await connection.createConfirmChannel();
+      return new AmqpSender(connection, channel, queue, url);
+    } catch (err) {
+      await connection.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async send(batch: Outgoing[]): Promise<string[]> {
+    const confirms: Array<Promise<void>> = [];
+    for (const item of batch) {
+      if (this.failure) throw this.failure;
+      const { confirmed, writable } = this.publish(item);
+      confirms.push(confirmed);
+      if (!writable) await this.drained();
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new CliError(`RabbitMQ did not confirm within ${CONFIRM_TIMEOUT_MS / 1000} s ` +
+        `(${this.target}); check the broker's health and alarms`)), CONFIRM_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([Promise.all(confirms), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return batch.map((item) => item.id);
+  }
+
+  /** Closes the connection; bounded, because a broker that blocks publishers may not answer the close either. */
+  async close(): Promise<void> {
+    this.failure ??= new CliError('closed');
+    const closing = this.channel.close()
+      .catch(() => undefined)
+      .then(() => this.connection.close())
+      .catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closing, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
+    clearTimeout(timer);
+  }
+
+  private publish(item: Outgoing): { confirmed: Promise<void>; writable: boolean } {
+    let settle!: (err: Error | undefined) => void;
+    const confirmed = new Promise<void>((resolve, reject) => {
+      settle = (err) => {
+        this.pending.delete(settle);
+        if (err) reject(err);
+        else resolve();
+      };
+    });
+    // A failed batch stops at its first rejection; the others' outcomes are of no interest then.
+    confirmed.catch(() => undefined);
+    this.pending.add(settle);
+    const enqueuedAt = Date.now();
+    let writable: boolean;
+    try {
+      writable = this.channel.publish('', this.queue, Buffer.from(item.body), {
+        persistent: true,
+        contentType: 'application/json',
+        messageId: item.id,
+        // AMQP timestamps are whole seconds; the nodes read the exact time from the header.
+        timestamp: Math.floor(enqueuedAt / 1000),
+        headers: { [ENQUEUED_MS_HEADER]: enqueuedAt },
+        mandatory: true,
+      }, (err: unknown) => {
+        if (err) settle(new CliError(`RabbitMQ did not take notification ${item.id}: ${errorText(err)}`));
+        else if (this.returned.delete(item.id)) {
+          settle(new CliError(`RabbitMQ could not route notification ${item.id} to ${this.target} ` +
+            '(was the queue deleted?)'));
+        } else settle(undefined);
+      });
+    } catch (err) {
+      settle(this.failure ?? new CliError(`cannot publish to ${this.target}: ${errorText(err)}`));
+      writable = true;
+    }
+    return { confirmed, writable };
+  }
+
+  /** Waits until the channel's write buffer drained (amqplib's backpressure). */
+  private drained(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const settle = (err: Error | undefined) => {
+        this.pending.delete(settle);
+        this.channel.off('drain', onDrain);
+        if (err) reject(err);
+        else resolve();
+      };
+      const onDrain = () => settle(undefined);
+      this.pending.add(settle);
+      this.channel.once('drain', onDrain);
+    });
+  }
+
+  private fail(err: CliError): void {
+    this.failure ??= err;
+    for (const settle of [...this.pending]) settle(this.failure);
+  }
+}
+
+async function checkQueue(connection: ChannelModel, queue: string, url: string): Promise<void> {
+  const probe = await connection.createChannel();
+  // A failed check closes the channel with an error; the rejection below carries it.
+  probe.on('error', () => undefined);
+  try {
+    await probe.checkQueue(queue);
+  } catch (err) {
+    const text = errorText(err);
+    if (/NOT_FOUND|404/.test(text)) {
+      throw new CliError(`the queue '${queue}' does not exist on RabbitMQ at ${redact(url)}. A push-center node ` +
+        'declares it when it starts with AMQP_URL set: start one first, or check --queue / AMQP_QUEUE.');
+    }
+    throw new CliError(`cannot check the queue '${queue}' on RabbitMQ at ${redact(url)}: ${text}`);
+  }
+  await probe.close().catch(() => undefined);
+}
