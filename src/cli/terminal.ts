@@ -66,16 +66,7 @@ export function withOptionalValue(args: string[], name: string): string[] {
   return result;
 }
 
-/** The URL without its password, for messages. */
-export function redact(url: string | URL): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
-}
+export { redact } from '../config/redact.js';
 
 /** An error's message, with the cause a network error hides behind "fetch failed" and the like. */
 export function errorText(err: unknown): string {

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { redact } from '../config/redact.js';
 import type { Logger } from '../observability/logger.js';
 
 /**
@@ -61,17 +62,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
     timer = setTimeout(() => reject(new Error(message)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-/** The URL without its password, for logs and errors. */
-export function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '<unparsable url>';
-  }
 }
 
 /**

@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Notification } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
+import { escapeKeyPart } from './redis-keys.js';
 import type { Cluster, ForwardHandler, ForwardOutcome, ReplayHandler, SessionPresence } from './cluster.js';
 
 export interface RedisClusterOptions {
@@ -30,7 +31,7 @@ export interface RedisClusterOptions {
 }
 
 /*
- * Key and channel layout (`<enc>` is an id escaped by `escapeId`, so any id is safe in a key or channel):
+ * Key and channel layout (`<enc>` is an id escaped by `escapeKeyPart`, so any id is safe in a key or channel):
  *
  *   <prefix>node:<enc nodeId>       STRING  the node's incarnation (random per `start()`), PX = nodeTtlMs
  *   <prefix>session:<enc session>   HASH    nodeId -> "<sockets>:<incarnation>", PX = directoryTtlMs
@@ -523,25 +524,16 @@ export class RedisCluster implements Cluster {
   };
 
   private nodeKey(nodeId: string): string {
-    return `${this.prefix}node:${escapeId(nodeId)}`;
+    return `${this.prefix}node:${escapeKeyPart(nodeId)}`;
   }
 
   private sessionKey(sessionId: string): string {
-    return `${this.prefix}session:${escapeId(sessionId)}`;
+    return `${this.prefix}session:${escapeKeyPart(sessionId)}`;
   }
 
   private busChannel(nodeId: string): string {
-    return `${this.prefix}bus:${escapeId(nodeId)}`;
+    return `${this.prefix}bus:${escapeKeyPart(nodeId)}`;
   }
-}
-
-/**
- * Escapes an id for keys and channels so different ids stay different: `[A-Za-z0-9_.-]` stay as they
- * are, every other UTF-16 code unit (`%` included) becomes `%` and four hex digits. The same scheme as
- * the Redis inbox, so keys of one session look alike in `redis-cli`.
- */
-function escapeId(id: string): string {
-  return id.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 function parseEntry(node: string, raw: string): Entry | undefined {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { escapeKeyPart } from '../cluster/redis-keys.js';
 import type { Inbox, InboxEntry, InboxEvents } from './inbox.js';
 
 export interface RedisInboxOptions {
@@ -31,7 +32,7 @@ export interface RedisInboxOptions {
 }
 
 /*
- * Key layout, per session (`<enc>` is the session id escaped by `escapeId`; the ids in members and
+ * Key layout, per session (`<enc>` is the session id escaped by `escapeKeyPart`; the ids in members and
  * fields are message ids escaped the same way):
  *
  *   <prefix>{inbox:<enc>}:order   ZSET  id -> position (1, 2, 3, ...: insertion order)
@@ -156,17 +157,6 @@ interface SessionKeys {
 
 const ORDER_SUFFIX = ':order';
 
-/**
- * Escapes a session or message id for use in keys and members, so that any two different ids stay
- * different in Redis. Redis sees UTF-8, in which unpaired UTF-16 surrogates would all turn into U+FFFD;
- * so `[A-Za-z0-9_.-]` stay as they are (typical ids remain readable in `redis-cli`) and every other UTF-16
- * code unit, `%` included, becomes `%` and four hex digits. The result cannot end a hash tag (no `}`)
- * and holds no glob syntax for SCAN patterns.
- */
-function escapeId(id: string): string {
-  return id.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
-}
-
 function keysOf(base: string): SessionKeys {
   return { order: `${base}${ORDER_SUFFIX}`, expiry: `${base}:expiry`, data: `${base}:data` };
 }
@@ -225,7 +215,7 @@ export class RedisInbox implements Inbox {
       throw new TypeError(`inbox entry ${entry.id}: expiresAt must be a finite ms timestamp, got ${entry.expiresAt}`);
     }
     const evicted = await storeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [
-      escapeId(entry.id),
+      escapeKeyPart(entry.id),
       JSON.stringify(entry),
       entry.expiresAt,
       this.options.maxPerSession,
@@ -240,7 +230,7 @@ export class RedisInbox implements Inbox {
   }
 
   async remove(sessionId: string, id: string): Promise<boolean> {
-    return (await removeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [escapeId(id)])) === 1;
+    return (await removeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [escapeKeyPart(id)])) === 1;
   }
 
   async size(sessionId: string): Promise<number> {
@@ -290,6 +280,6 @@ export class RedisInbox implements Inbox {
   }
 
   private keys(sessionId: string): SessionKeys {
-    return keysOf(`${this.options.keyPrefix}{inbox:${escapeId(sessionId)}}`);
+    return keysOf(`${this.options.keyPrefix}{inbox:${escapeKeyPart(sessionId)}}`);
   }
 }

@@ -3,6 +3,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Op
 import type { Logger } from '../observability/logger.js';
 import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
+import { redact } from '../config/redact.js';
 
 /** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
 export const SOURCE_HEADER = 'x-pushcenter-source';
@@ -923,15 +924,4 @@ function definedOnly<T extends object>(value: T): T {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
-}
-
-/** The URL without its password, for messages and logs. */
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '(unparsable URL)';
-  }
 }

@@ -1,0 +1,10 @@
+/** The URL without its password, for logs and error messages. */
+export function redact(url: string | URL): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable URL)';
+  }
+}
