@@ -54,6 +54,9 @@ type AdapterFactory = ReturnType<typeof createAdapter> | ReturnType<typeof creat
 
 const PACKAGE_VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
+/** How often each node sweeps expired inbox entries of sessions nobody reads. */
+const INBOX_SWEEP_MS = 60_000;
+
 /** A reliable forward waits for the owning node's client ack, plus this for the round trip. */
 const FORWARD_MARGIN_MS = 2000;
 
@@ -93,7 +96,13 @@ export class App {
         : undefined;
       if (client) redis.push(client);
       const inbox = overrides.inbox ?? (client
-        ? new RedisInbox(client, { keyPrefix: config.redis.keyPrefix, maxPerSession: config.inboxMax }, inboxEvents(metrics))
+        ? new RedisInbox(client, {
+          keyPrefix: config.redis.keyPrefix,
+          maxPerSession: config.inboxMax,
+          // Counts the expiries of sessions that never come back (SPEC §4: every expiry is counted).
+          sweepIntervalMs: INBOX_SWEEP_MS,
+          onSweepError: (err) => logger.warn({ err }, 'inbox sweep failed; the next one tries again'),
+        }, inboxEvents(metrics))
         : new MemoryInbox({ maxPerSession: config.inboxMax }, inboxEvents(metrics)));
       let cluster = overrides.cluster;
       if (!cluster && client) {
