@@ -118,11 +118,25 @@ export class Metrics {
     this.inflightSource = source;
   }
 
+  /** Label children are looked up once: these two run for every message. */
+  private readonly deliveryChildren = new Map<string, { inc(value?: number): void }>();
+  private readonly latencyChildren = {
+    reliable: this.deliveryLatency.labels('reliable'),
+    volatile: this.deliveryLatency.labels('volatile'),
+  };
+
   delivery(target: Target, reliable: boolean, outcome: Outcome, count = 1): void {
-    this.deliveries.inc({ target, mode: reliable ? 'reliable' : 'volatile', outcome }, count);
+    const mode = reliable ? 'reliable' : 'volatile';
+    const key = `${target}/${mode}/${outcome}`;
+    let child = this.deliveryChildren.get(key);
+    if (!child) {
+      child = this.deliveries.labels(target, mode, outcome);
+      this.deliveryChildren.set(key, child);
+    }
+    child.inc(count);
   }
 
   latency(reliable: boolean, enqueuedAt: number, now = Date.now()): void {
-    this.deliveryLatency.observe({ mode: reliable ? 'reliable' : 'volatile' }, Math.max(0, now - enqueuedAt) / 1000);
+    this.latencyChildren[reliable ? 'reliable' : 'volatile'].observe(Math.max(0, now - enqueuedAt) / 1000);
   }
 }
