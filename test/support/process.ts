@@ -12,12 +12,20 @@ export interface NodeProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+/** Every node process a test started and that still runs: none may outlive the test process. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 export function runMain(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: ROOT,
     env: { PATH: process.env.PATH, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -29,7 +37,10 @@ export function runMain(env: Record<string, string>): { child: ChildProcess; out
 export async function startProcess(env: Record<string, string> = {}, timeoutMs = 20_000): Promise<NodeProcess> {
   const { child, output, exited } = runMain(env);
   const port = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`node did not start in time:\n${output()}`)), timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`node did not start in time:\n${output()}`));
+    }, timeoutMs);
     const check = () => {
       const match = /"port":(\d+)[^\n]*push-center listening/.exec(output());
       if (match) {

@@ -1,0 +1,163 @@
+import { io, type Socket } from 'socket.io-client';
+import { Histogram } from './lib/histogram.js';
+import { HEARTBEAT_TIMEOUT_MS, STATS_INTERVAL_MS, type WorkerCommand, type WorkerReport } from './lib/ipc.js';
+import type { BenchData } from './lib/payload.js';
+
+/**
+ * One process of simulated browser sessions. Connects its share of the clients over websocket in
+ * bounded batches, registers each (`register` with an ack), and then counts every envelope by message
+ * (per client, so duplicates show), acks reliable ones at once, and measures publish → receive latency
+ * from `data.t`. Reports to the parent every 100 ms. Exits on `stop`, when the parent goes away, or when
+ * the parent's heartbeats stop.
+ */
+
+interface Envelope {
+  id: string;
+  data: BenchData;
+}
+
+interface Client {
+  socket: Socket;
+  sessionId: string;
+  seen: Set<number>;
+}
+
+const clients: Client[] = [];
+const latency = new Histogram();
+let received = 0;
+let unique = 0;
+let acked = 0;
+let disconnects = 0;
+let maxSinceReport = 0;
+let stopping = false;
+let groups: string[] = [];
+let lastHeartbeat = Date.now();
+
+function send(report: WorkerReport): void {
+  if (process.connected) process.send?.(report);
+}
+
+function attach(client: Client): void {
+  client.socket.on('message', (envelope: Envelope, ack?: () => void) => {
+    const ms = Date.now() - envelope.data.t;
+    received += 1;
+    if (!client.seen.has(envelope.data.s)) {
+      client.seen.add(envelope.data.s);
+      unique += 1;
+    }
+    latency.record(ms);
+    if (ms > maxSinceReport) maxSinceReport = ms;
+    if (typeof ack === 'function') {
+      ack();
+      acked += 1;
+    }
+  });
+  client.socket.on('disconnect', () => {
+    if (!stopping) disconnects += 1;
+  });
+}
+
+function register(socket: Socket, sessionId: string, timeoutMs: number): Promise<void> {
+  return (socket.timeout(timeoutMs).emitWithAck('register', { sessionId, groups }) as Promise<{ ok: boolean; error?: { message: string } }>)
+    .then((answer) => {
+      if (!answer.ok) throw new Error(`register refused: ${answer.error?.message ?? 'no reason'}`);
+    });
+}
+
+function connectOne(url: string, sessionId: string, timeoutMs: number): Promise<Client> {
+  const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: timeoutMs });
+  const client: Client = { socket, sessionId, seen: new Set() };
+  return new Promise<void>((resolve, reject) => {
+    socket.once('connect', () => resolve());
+    socket.once('connect_error', (err) => reject(err));
+  })
+    .then(() => {
+      attach(client);
+      return register(socket, sessionId, timeoutMs);
+    })
+    .then(() => client, (err: unknown) => {
+      socket.close();
+      throw err;
+    });
+}
+
+async function connectAll(command: Extract<WorkerCommand, { type: 'connect' }>): Promise<void> {
+  const started = Date.now();
+  groups = command.groups;
+  let next = 0;
+  let failed = 0;
+  const errors: string[] = [];
+  const progress = setInterval(() => send({ type: 'connecting', connected: clients.length, failed }), 1000);
+  const lane = async () => {
+    while (next < command.sessionIds.length && !stopping) {
+      const sessionId = command.sessionIds[next++]!;
+      try {
+        clients.push(await connectOne(command.url, sessionId, command.timeoutMs));
+      } catch (err) {
+        failed += 1;
+        if (errors.length < 5) errors.push(`${sessionId}: ${(err as Error).message}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: command.concurrency }, lane));
+  clearInterval(progress);
+  send({ type: 'ready', connected: clients.length, failed, errors, ms: Date.now() - started });
+}
+
+/** Registering again replays the session's inbox on push-center (used after an overload). */
+async function reregisterAll(): Promise<void> {
+  let ok = 0;
+  let failed = 0;
+  let next = 0;
+  const lane = async () => {
+    while (next < clients.length) {
+      const client = clients[next++]!;
+      try {
+        await register(client.socket, client.sessionId, 20_000);
+        ok += 1;
+      } catch {
+        failed += 1;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 50 }, lane));
+  send({ type: 'reregistered', ok, failed });
+}
+
+function report(): void {
+  send({ type: 'stats', received, unique, acked, disconnects, hist: latency.takeDelta(), max: maxSinceReport });
+  maxSinceReport = 0;
+}
+
+function stop(code: number): void {
+  if (stopping) return;
+  stopping = true;
+  report();
+  for (const client of clients) client.socket.close();
+  send({ type: 'stopped' });
+  // Let the IPC message and the close frames go out, but never wait long.
+  setTimeout(() => process.exit(code), 300).unref();
+  setTimeout(() => process.exit(code), 2000);
+}
+
+process.on('message', (command: WorkerCommand) => {
+  lastHeartbeat = Date.now();
+  switch (command.type) {
+    case 'connect':
+      void connectAll(command);
+      break;
+    case 'reregister':
+      void reregisterAll();
+      break;
+    case 'stop':
+      stop(0);
+      break;
+    case 'heartbeat':
+      break;
+  }
+});
+process.on('disconnect', () => stop(1));
+setInterval(report, STATS_INTERVAL_MS);
+setInterval(() => {
+  if (Date.now() - lastHeartbeat > HEARTBEAT_TIMEOUT_MS) stop(2);
+}, 1000);

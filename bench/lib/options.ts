@@ -1,0 +1,121 @@
+import type { ScenarioName } from './results.js';
+
+export const SCENARIOS: readonly ScenarioName[] = ['reliable', 'volatile', 'group', 'two-nodes', 'overload'];
+export const PEERS = ['direct', 'rabbitmq', 'emitter', 'original'] as const;
+export type PeerName = (typeof PEERS)[number];
+
+export interface Options {
+  scenarios: ScenarioName[];
+  peers: PeerName[];
+  clients: number;
+  workers: number;
+  /** Seconds measured at the maximum rate. */
+  durationS: number;
+  /** Seconds measured at half the maximum rate (latency). */
+  halfDurationS: number;
+  overloadDurationS: number;
+  warmupS: number;
+  prefetch: number;
+  quick: boolean;
+  out: string;
+  server: 'dist' | 'src';
+  build: boolean;
+  profile: boolean;
+  serverEnv: Record<string, string>;
+}
+
+export const USAGE = `Usage: npm run bench -- [options]
+
+Benchmarks push-center against its peers with simulated websocket clients on this machine
+(RabbitMQ and Redis must run; BENCH_AMQP_URL / BENCH_REDIS_URL override the local defaults).
+
+  --scenarios a,b,...  ${SCENARIOS.join(',')} (default: all)
+  --peers a,b,...      ${PEERS.join(',')}, or none (default: all)
+  --clients N          simulated websocket clients (default 10000; --quick 500)
+  --duration S         seconds measured at the maximum rate per system (default 10; --quick 5),
+                       then a third of it (at least 3 s) at half that rate for latency;
+                       also the overload duration when given (default 60; --quick 8)
+  --quick              a small, fast smoke run: 500 clients, 5 s phases, 8 s overload
+  --workers N          client worker processes (default 4)
+  --prefetch N         AMQP prefetch of push-center and the RabbitMQ peer (default 200)
+  --out DIR            where results-<timestamp>.json/.md go (default bench/results)
+  --server dist|src    run push-center from dist/ (built first, default) or from src/ with tsx
+  --no-build           with --server dist: use dist/ as it is
+  --server-env K=V     extra environment for push-center nodes (repeatable), e.g. SOCKET_MAX_PENDING=200
+  --profile            write V8 CPU profiles of the push-center nodes to <out>/profiles
+  --help               this text
+`;
+
+export class UsageError extends Error {}
+
+export function parseOptions(argv: string[]): Options | 'help' {
+  const values = new Map<string, string[]>();
+  const flags = new Set<string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
+    const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
+    if (['quick', 'no-build', 'profile', 'help'].includes(name)) {
+      flags.add(name);
+      continue;
+    }
+    if (!['scenarios', 'peers', 'clients', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env'].includes(name)) {
+      throw new UsageError(`unknown option --${name}`);
+    }
+    const value = inline ?? argv[++i];
+    if (value === undefined) throw new UsageError(`--${name} needs a value`);
+    values.set(name, [...(values.get(name) ?? []), value]);
+  }
+  if (flags.has('help')) return 'help';
+  const last = (name: string) => values.get(name)?.at(-1);
+  const quick = flags.has('quick');
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const text = last(name);
+    if (text === undefined) return fallback;
+    const value = Number(text);
+    if (!Number.isInteger(value) || value < min || value > max) {
+      throw new UsageError(`--${name} must be a whole number from ${min} to ${max}`);
+    }
+    return value;
+  };
+  const list = <T extends string>(name: string, allowed: readonly T[]): T[] => {
+    const text = last(name);
+    if (text === undefined || text === 'all') return [...allowed];
+    if (text === 'none') return [];
+    const items = text.split(',').map((item) => item.trim()).filter(Boolean);
+    for (const item of items) {
+      if (!allowed.includes(item as T)) throw new UsageError(`--${name}: ${item} is not one of ${allowed.join(', ')}`);
+    }
+    return allowed.filter((item) => items.includes(item));
+  };
+  const server = last('server') ?? 'dist';
+  if (server !== 'dist' && server !== 'src') throw new UsageError('--server must be dist or src');
+  const serverEnv: Record<string, string> = {};
+  for (const pair of values.get('server-env') ?? []) {
+    const match = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(pair);
+    if (!match) throw new UsageError(`--server-env takes NAME=value, got ${JSON.stringify(pair)}`);
+    serverEnv[match[1]!] = match[2]!;
+  }
+  const duration = last('duration') === undefined ? undefined : int('duration', 10, 1, 3600);
+  const durationS = duration ?? (quick ? 5 : 10);
+  const scenarios = list('scenarios', SCENARIOS);
+  if (scenarios.length === 0) throw new UsageError('--scenarios: nothing to run');
+  const workers = int('workers', 4, 1, 64);
+  return {
+    scenarios,
+    peers: list('peers', PEERS),
+    clients: int('clients', quick ? 500 : 10_000, workers, 100_000),
+    workers,
+    durationS,
+    halfDurationS: Math.max(3, Math.round(durationS / 3)),
+    overloadDurationS: duration ?? (quick ? 8 : 60),
+    warmupS: quick ? 1 : 2,
+    prefetch: int('prefetch', 200, 1, 65_535),
+    quick,
+    out: last('out') ?? 'bench/results',
+    server,
+    build: !flags.has('no-build'),
+    profile: flags.has('profile'),
+    serverEnv,
+  };
+}

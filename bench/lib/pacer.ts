@@ -1,0 +1,79 @@
+/**
+ * Paces a sender: at a fixed rate, or as fast as its room (e.g. a confirm window) and a gate allow.
+ * Sends in bursts from a 2 ms timer, so the sending process stays responsive.
+ */
+
+export interface PacePlan {
+  mode: 'max' | 'rate';
+  /** Messages per second (mode `rate`). */
+  rate: number;
+  /** Mode `max`: how many more messages may go now; 0 or less holds sending. */
+  gate?: () => number;
+}
+
+export interface Sender {
+  /** Room for one more now. */
+  hasRoom(): boolean;
+  sendNext(): void;
+}
+
+const BURST = 400;
+const TICK_MS = 2;
+
+export class Pacer {
+  sent = 0;
+  private plan: PacePlan = { mode: 'max', rate: 0 };
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private scheduled = false;
+  private startedAt = 0;
+  private sentAtStart = 0;
+
+  constructor(private readonly sender: Sender) {}
+
+  get active(): boolean {
+    return this.running;
+  }
+
+  start(plan: PacePlan): void {
+    this.stop();
+    this.plan = plan;
+    this.running = true;
+    this.startedAt = Date.now();
+    this.sentAtStart = this.sent;
+    this.timer = setInterval(() => this.pump(), TICK_MS);
+    this.pump();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** Room was freed (a confirm, an ack): send more soon rather than at the next tick. */
+  kick(): void {
+    if (this.scheduled || !this.running) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (!this.running) return;
+    const { mode, rate, gate } = this.plan;
+    let due = mode === 'rate'
+      ? Math.floor((rate * (Date.now() - this.startedAt)) / 1000) - (this.sent - this.sentAtStart)
+      : Number.POSITIVE_INFINITY;
+    let budget = BURST;
+    while (budget > 0 && due > 0 && this.sender.hasRoom() && (mode === 'rate' || !gate || gate() > 0)) {
+      this.sender.sendNext();
+      this.sent += 1;
+      budget -= 1;
+      due -= 1;
+    }
+    if (budget === 0) this.kick();
+  }
+}

@@ -1,0 +1,235 @@
+import type { PhaseResult, RunResults, ScenarioName, TargetResult } from './results.js';
+
+/** The results as tables: printed at the end, and the markdown file for docs/BENCHMARKS.md. */
+
+export const SCENARIO_TITLES: Record<ScenarioName, string> = {
+  reliable: 'Reliable session messages, client-acked',
+  volatile: 'Volatile session messages',
+  group: 'One group of every client (fan-out)',
+  'two-nodes': 'Two push-center nodes, clients split (about half of the messages forwarded)',
+  overload: 'Overload: twice the reliable capacity, then drain',
+};
+
+
+const ISSUE_TARGETS = {
+  reliableBar: 15_000,
+  reliableGoal: 20_000,
+  volatileGoal: 25_000,
+  p99AtHalfMs: 50,
+  kbPerConnection: 25,
+  overloadRssMB: 512,
+  overloadRatio: 0.9,
+};
+
+export function markdown(results: RunResults): string {
+  const lines: string[] = [];
+  const kind = results.settings.quick ? ' (--quick smoke run)' : '';
+  lines.push(`### Run ${results.startedAt.slice(0, 16).replace('T', ' ')} UTC${kind}${results.aborted ? ' (aborted)' : ''}`, '');
+  lines.push(...facts(results).map((fact) => `- ${fact}`), '');
+  for (const scenario of scenariosOf(results)) {
+    lines.push(`#### ${SCENARIO_TITLES[scenario]}`, '');
+    lines.push(...scenarioTable(results, scenario), '');
+    for (const note of scenarioNotes(results, scenario)) lines.push(`- ${note}`);
+    if (scenarioNotes(results, scenario).length > 0) lines.push('');
+  }
+  const checks = targetChecks(results);
+  if (checks.length > 0) {
+    lines.push(`#### Against the targets of issue 5${results.settings.quick || results.settings.clients < 10_000
+      ? ` (this run had ${results.settings.clients} clients: the targets are for 10,000)` : ''}`, '');
+    lines.push(...checks.map((check) => `- ${check}`), '');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** The terminal summary: the same tables, without the facts block. */
+export function terminalSummary(results: RunResults): string {
+  const lines: string[] = [''];
+  for (const scenario of scenariosOf(results)) {
+    lines.push(`${SCENARIO_TITLES[scenario]}`);
+    lines.push(...scenarioTable(results, scenario));
+    for (const note of scenarioNotes(results, scenario)) lines.push(`  ${note}`);
+    lines.push('');
+  }
+  const checks = targetChecks(results);
+  if (checks.length > 0) lines.push('Against the targets of issue 5:', ...checks.map((check) => `  ${check}`), '');
+  return lines.join('\n');
+}
+
+function facts(r: RunResults): string[] {
+  const m = r.machine;
+  const s = r.settings;
+  const env = Object.entries(s.serverEnv).map(([k, v]) => `${k}=${v}`).join(' ');
+  return [
+    `Command: \`${r.command}\``,
+    `Commit: ${r.git.commit.slice(0, 12)}${r.git.dirty ? ' with uncommitted changes' : ''}`,
+    `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}; Node.js ${r.versions.node}, ` +
+      `RabbitMQ ${r.versions.rabbitmq}, Redis ${r.versions.redis}; everything (servers, broker, Redis, clients) on this one machine`,
+    `Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')}`,
+    `Settings: ${s.clients.toLocaleString('en-US')} websocket clients in ${s.workers} processes, ${s.payloadBytes}-byte payloads` +
+      `${s.persistent ? ' (persistent)' : ''}, prefetch ${s.prefetch}; per system ${s.durationS} s at the maximum rate and ` +
+      `${s.halfRateDurationS} s at half of it; overload ${s.overloadDurationS} s; push-center from ${s.server}${env ? ` with ${env}` : ''}`,
+  ];
+}
+
+function scenariosOf(results: RunResults): ScenarioName[] {
+  return [...new Set(results.targets.map((t) => t.scenario))];
+}
+
+function phase(target: TargetResult, name: string): PhaseResult | undefined {
+  return target.phases.find((p) => p.name === name);
+}
+
+function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
+  const targets = results.targets.filter((t) => t.scenario === scenario);
+  if (scenario === 'overload') return overloadTable(targets);
+  const group = scenario === 'group';
+  // Two nodes are compared with one node (the reliable scenario), the others with push-center in their table.
+  const reference = scenario === 'two-nodes'
+    ? results.targets.find((t) => t.scenario === 'reliable' && t.kind === 'push-center' && !t.error)
+    : targets.find((t) => t.kind === 'push-center');
+  const referenceRate = reference ? phase(reference, 'max')?.deliveredPerS : undefined;
+  const header = [
+    'system',
+    group ? 'msgs/s (each to all)' : 'msgs/s',
+    ...(group ? ['deliveries/s'] : []),
+    scenario === 'two-nodes' ? '× one node' : '× push-center',
+    'latency at half rate p50 / p99 / max (ms)',
+    'p99 at max (ms)',
+    'server RSS (MB)',
+    'KB per idle conn',
+    'server CPU %',
+    ...(scenario === 'two-nodes' ? ['forwarded'] : []),
+    'paused (s)',
+    'not delivered / dup',
+  ];
+  const rows = targets.map((t) => {
+    if (t.error && t.phases.length === 0) {
+      return [t.system, `failed: ${firstLine(t.error)}`, ...Array(header.length - 2).fill('')];
+    }
+    const max = phase(t, 'max');
+    const half = phase(t, 'half');
+    const rate = max?.deliveredPerS;
+    const rel = rate !== undefined && referenceRate ? (rate / referenceRate).toFixed(2) : '';
+    const lat = half?.latency;
+    const forwarded = max?.pushCenter ? `${num(max.pushCenter.forwarded)} (${pct(max.pushCenter.forwarded, max.published)})` : '';
+    return [
+      t.system + (t.error ? ' (failed)' : ''),
+      rate === undefined ? '' : group ? rate.toFixed(1) : num(rate),
+      ...(group ? [max ? num(max.deliveriesPerS) : ''] : []),
+      rel,
+      lat ? `${ms(lat.p50)} / ${ms(lat.p99)} / ${ms(lat.max)}` : '',
+      max ? ms(max.latency.p99) : '',
+      max?.rssMaxMB !== undefined ? num(max.rssMaxMB) : '',
+      t.idle ? t.idle.perConnectionKB.toFixed(1) : '',
+      max?.cpu ? String(max.cpu.server) : '',
+      ...(scenario === 'two-nodes' ? [forwarded] : []),
+      max?.pausedS !== undefined ? max.pausedS.toFixed(1) : '',
+      max ? `${num(sumPhases(t, 'notDelivered'))} / ${num(sumPhases(t, 'duplicates'))}` : '',
+    ];
+  });
+  return table(header, rows);
+}
+
+function overloadTable(targets: TargetResult[]): string[] {
+  const header = ['system', 'capacity msgs/s', 'offered', 'published/s', 'delivered/s (share of capacity)', 'RSS max (MB)',
+    'paused (s)', 'backpressure events', 'published', 'delivered', 'in inboxes', 'lost', 'drain (s)', 'node up'];
+  const rows = targets.map((t) => {
+    const o = t.overload;
+    if (!o) return [t.system, `failed: ${firstLine(t.error ?? 'no result')}`, ...Array(header.length - 2).fill('')];
+    const events = Object.entries(o.backpressureEvents ?? {}).map(([k, v]) => `${k} ${v}`).join(', ') || '0';
+    return [t.system, num(o.capacity), num(o.offeredRate), num(o.publishedPerS),
+      `${num(o.deliveredPerS)} (${Math.round(o.throughputRatio * 100)} %)`, o.rssMaxMB === undefined ? '' : num(o.rssMaxMB),
+      o.pausedS === undefined ? '' : o.pausedS.toFixed(1), events, num(o.published), num(o.uniqueDelivered),
+      num(o.inboxRemaining), num(o.lost), o.drainS.toFixed(1), o.nodeAlive ? 'yes' : 'NO'];
+  });
+  return table(header, rows);
+}
+
+function scenarioNotes(results: RunResults, scenario: ScenarioName): string[] {
+  const notes: string[] = [];
+  for (const t of results.targets.filter((x) => x.scenario === scenario)) {
+    if (t.error) notes.push(`${t.system}: ${firstLine(t.error)}`);
+    for (const note of t.notes) notes.push(`${t.system}: ${note}`);
+    const max = phase(t, 'max');
+    if (max && max.queueDepthMax !== undefined && t.kind !== 'rabbitmq' && max.queueDepthMax < 100 && max.deliveredPerS > 0 && scenario !== 'group') {
+      notes.push(`${t.system}: the queue stayed nearly empty at the maximum rate (max depth ${max.queueDepthMax}): the publisher, not the system, may have been the limit`);
+    }
+    const disconnects = t.phases.reduce((sum, p) => sum + p.clientDisconnects, 0);
+    if (disconnects > 0) notes.push(`${t.system}: ${num(disconnects)} client disconnects during the run`);
+  }
+  if (scenario === 'two-nodes') {
+    notes.push('forwarded: messages one node handed to the other over the Redis node bus during the max phase, counted ' +
+      'by listening on the bus (push-center\'s metrics count forwards of volatile messages only)');
+  }
+  if (scenario === 'reliable' && results.targets.some((t) => t.scenario === scenario && t.kind === 'emitter')) {
+    notes.push('redis-emitter and the original design cannot wait for client acks: their "reliable" is a plain (non-volatile) emit');
+  }
+  return notes;
+}
+
+function targetChecks(results: RunResults): string[] {
+  const checks: string[] = [];
+  const pc = (scenario: ScenarioName) => results.targets.find((t) => t.scenario === scenario && t.kind === 'push-center' && !t.error);
+  const reliable = pc('reliable');
+  const volatile = pc('volatile');
+  const mark = (ok: boolean) => (ok ? '✅' : '❌');
+  if (reliable) {
+    const rate = phase(reliable, 'max')?.deliveredPerS ?? 0;
+    checks.push(`Reliable ${num(rate)} msgs/s: bar ${num(ISSUE_TARGETS.reliableBar)} ${mark(rate >= ISSUE_TARGETS.reliableBar)}, ` +
+      `goal ${num(ISSUE_TARGETS.reliableGoal)} ${mark(rate >= ISSUE_TARGETS.reliableGoal)}`);
+    const p99 = phase(reliable, 'half')?.latency.p99;
+    if (p99 !== undefined) checks.push(`Reliable p99 at half rate ${ms(p99)} ms ≤ ${ISSUE_TARGETS.p99AtHalfMs} ms ${mark(p99 <= ISSUE_TARGETS.p99AtHalfMs)}`);
+    if (reliable.idle) {
+      checks.push(`${reliable.idle.perConnectionKB} KB per idle connection ≤ ${ISSUE_TARGETS.kbPerConnection} KB ` +
+        `${mark(reliable.idle.perConnectionKB <= ISSUE_TARGETS.kbPerConnection)}`);
+    }
+  }
+  if (volatile) {
+    const rate = phase(volatile, 'max')?.deliveredPerS ?? 0;
+    checks.push(`Volatile ${num(rate)} msgs/s: goal ${num(ISSUE_TARGETS.volatileGoal)} ${mark(rate >= ISSUE_TARGETS.volatileGoal)}`);
+    const p99 = phase(volatile, 'half')?.latency.p99;
+    if (p99 !== undefined) checks.push(`Volatile p99 at half rate ${ms(p99)} ms ≤ ${ISSUE_TARGETS.p99AtHalfMs} ms ${mark(p99 <= ISSUE_TARGETS.p99AtHalfMs)}`);
+  }
+  const overload = results.targets.find((t) => t.scenario === 'overload')?.overload;
+  if (overload) {
+    checks.push(`Overload: RSS max ${overload.rssMaxMB} MB < ${ISSUE_TARGETS.overloadRssMB} MB ` +
+      `${mark((overload.rssMaxMB ?? Infinity) < ISSUE_TARGETS.overloadRssMB)}; throughput ${Math.round(overload.throughputRatio * 100)} % ` +
+      `of capacity ≥ 90 % ${mark(overload.throughputRatio >= ISSUE_TARGETS.overloadRatio)}; consumer paused and resumed ` +
+      `${mark(overload.pausedAndResumed)}; ${overload.lost} reliable messages lost ${mark(overload.lost === 0)}; ` +
+      `node stayed up ${mark(overload.nodeAlive)}`);
+  }
+  return checks;
+}
+
+function sumPhases(t: TargetResult, key: 'notDelivered' | 'duplicates'): number {
+  return t.phases.reduce((sum, p) => sum + p[key], 0);
+}
+
+/** A markdown table with padded columns, readable in a terminal as well. */
+function table(header: string[], rows: string[][]): string[] {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join(' | ')} |`;
+  return [
+    line(header),
+    `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
+    ...rows.map(line),
+  ];
+}
+
+function num(value: number): string {
+  return Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '—';
+}
+
+/** Whole milliseconds (the clients' clock resolution); under one: `<1`. */
+function ms(value: number): string {
+  if (!Number.isFinite(value)) return '—';
+  return value < 1 ? '<1' : String(Math.round(value));
+}
+
+function pct(part: number, whole: number): string {
+  return whole > 0 ? `${Math.round((part / whole) * 100)} %` : '—';
+}
+
+function firstLine(text: string): string {
+  return text.split('\n')[0] ?? '';
+}

@@ -1,0 +1,151 @@
+import type { LatencySummary } from './histogram.js';
+import type { GitFacts, MachineFacts, ServiceVersions } from './infra.js';
+import type { SystemKind } from './systems.js';
+
+/** The machine-readable results (`results-<timestamp>.json`). */
+
+export type ScenarioName = 'reliable' | 'volatile' | 'group' | 'two-nodes' | 'overload';
+
+export interface CpuShare {
+  /** Percent of one core over the measured window (200 = both cores of this machine). */
+  server: number;
+  helpers: number;
+  clients: number;
+  rabbitmq: number;
+  redis: number;
+  bench: number;
+}
+
+export interface TimelinePoint {
+  t: number;
+  phase: string;
+  publishedPerS: number;
+  deliveredPerS: number;
+  p99: number;
+  rssMB: number;
+  queue: number;
+  /** push-center: deliveries taken from RabbitMQ and not yet settled by the dispatcher. */
+  inflight: number | undefined;
+  /** Seconds the consumer was paused since the phase started. */
+  paused: number;
+}
+
+export interface PhaseResult {
+  name: string;
+  mode: 'max' | 'rate';
+  /** Messages per second asked for (mode `rate`). */
+  targetRate: number | undefined;
+  warmupS: number;
+  measureS: number;
+  /** Over the measured window. */
+  publishedPerS: number;
+  /** Messages fully delivered per second (group: deliveries / members). */
+  deliveredPerS: number;
+  /** Socket deliveries per second (distinct per client). */
+  deliveriesPerS: number;
+  latency: LatencySummary;
+  /** Over the whole phase, including warm-up and drain. */
+  published: number;
+  publishFailures: number;
+  expectedDeliveries: number;
+  received: number;
+  unique: number;
+  duplicates: number;
+  acked: number;
+  /** Expected deliveries that did not arrive (session: messages; group: member deliveries). */
+  notDelivered: number;
+  drainS: number;
+  drained: boolean;
+  /** Over the measured window. */
+  rssMaxMB: number | undefined;
+  rssEndMB: number | undefined;
+  pausedS: number | undefined;
+  backpressureEvents: Record<string, number> | undefined;
+  /** Over the whole phase: warm-up, measured window and drain. */
+  whole: {
+    rssMaxMB: number | undefined;
+    pausedS: number | undefined;
+    backpressureEvents: Record<string, number> | undefined;
+  };
+  queueDepthMax: number | undefined;
+  clientDisconnects: number;
+  cpu: CpuShare | undefined;
+  /** push-center's own counters over the phase (deltas). */
+  pushCenter: {
+    deliveries: Record<string, number>;
+    inbox: Record<string, number>;
+    stored: number;
+    /**
+     * Two nodes: messages sent from one node to the other, counted on their Redis bus (the metrics count
+     * forwards of volatile messages only); one node: the `forwarded` outcomes of the metrics.
+     */
+    forwarded: number;
+  } | undefined;
+  timeline: TimelinePoint[];
+}
+
+export interface OverloadResult {
+  capacity: number;
+  capacitySource: string;
+  offeredRate: number;
+  publishedPerS: number;
+  deliveredPerS: number;
+  /** deliveredPerS / capacity. */
+  throughputRatio: number;
+  rssMaxMB: number | undefined;
+  pausedS: number | undefined;
+  backpressureEvents: Record<string, number> | undefined;
+  pausedAndResumed: boolean;
+  published: number;
+  uniqueDelivered: number;
+  stored: number;
+  replayed: number;
+  inboxRemaining: number;
+  lost: number;
+  drainS: number;
+  nodeAlive: boolean;
+  reregistered: { ok: number; failed: number } | undefined;
+}
+
+export interface TargetResult {
+  scenario: ScenarioName;
+  kind: SystemKind;
+  system: string;
+  description: string;
+  clients: number;
+  connect: { connected: number; failed: number; seconds: number; errors: string[] } | undefined;
+  idle: { rss0MB: number; rssNMB: number; perConnectionKB: number } | undefined;
+  phases: PhaseResult[];
+  overload: OverloadResult | undefined;
+  serverAlive: boolean;
+  error: string | undefined;
+  notes: string[];
+  seconds: number;
+}
+
+export interface RunResults {
+  tool: 'push-center bench';
+  runId: string;
+  startedAt: string;
+  finishedAt: string;
+  aborted: boolean;
+  command: string;
+  args: string[];
+  machine: MachineFacts & { loadAverageAtEnd: number[] };
+  versions: ServiceVersions & { node: string };
+  git: GitFacts;
+  settings: {
+    clients: number;
+    workers: number;
+    durationS: number;
+    halfRateDurationS: number;
+    overloadDurationS: number;
+    prefetch: number;
+    payloadBytes: number;
+    persistent: boolean;
+    server: string;
+    quick: boolean;
+    serverEnv: Record<string, string>;
+  };
+  targets: TargetResult[];
+}
