@@ -27,8 +27,11 @@ export interface Cluster {
   readonly connected: boolean;
   /** Records how many sockets of the session this node holds now (0: none left). */
   setLocalSockets(sessionId: string, sockets: number): Promise<void>;
-  /** Live nodes other than this one that hold sockets of the session. */
-  remoteNodes(sessionId: string): Promise<string[]>;
+  /**
+   * Live nodes other than this one that hold sockets of the session. May be served from a cache kept
+   * current by change announcements; `fresh` asks the shared store itself.
+   */
+  remoteNodes(sessionId: string, options?: { fresh?: boolean }): Promise<string[]>;
   /** Where the session is connected, cluster-wide. */
   presence(sessionId: string): Promise<SessionPresence>;
   /**

@@ -16,6 +16,8 @@ export async function connectRedis(url: string, name: string, logger: Logger, ti
     connectionName: `push-center:${name}`,
     lazyConnect: true,
     enableOfflineQueue: false,
+    // Commands issued in the same tick (e.g. lookups for many messages) travel in one write.
+    enableAutoPipelining: true,
     maxRetriesPerRequest: 1,
     connectTimeout: 5000,
     retryStrategy: (attempt) => Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2),

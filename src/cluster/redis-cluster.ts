@@ -50,6 +50,10 @@ export interface RedisClusterOptions {
  */
 
 const DEFAULT_HEARTBEAT_MS = 2000;
+/** How long a directory lookup is reused at most (changes are announced, so usually much less). */
+const DIRECTORY_CACHE_MS = 5000;
+/** Sessions cached at most; the cache starts over beyond it. */
+const DIRECTORY_CACHE_MAX = 100_000;
 const DEFAULT_DIRECTORY_TTL_MS = 24 * 60 * 60 * 1000;
 const DEFAULT_START_TIMEOUT_MS = 10_000;
 /** Sessions written per pipeline when the directory entries are rewritten in bulk. */
@@ -145,6 +149,17 @@ export class RedisCluster implements Cluster {
   /** Random per process start: tells this node's entries from those of an earlier process with its id. */
   private readonly incarnation = randomBytes(8).toString('hex');
 
+  /**
+   * Other nodes holding a session, as last read from Redis. Every node announces each change of its
+   * entries on the directory channel, which drops the session from every cache; the TTL is a safety net
+   * for announcements missed while the subscriber reconnected (the cache is also cleared then).
+   */
+  private readonly remoteCache = new Map<string, { nodes: string[]; at: number }>();
+  /** Sessions announced as changed, with the sequence number of the announcement (see `remoteNodes`). */
+  private readonly changedAt = new Map<string, number>();
+  private changes = 0;
+  private readonly directoryChannel: string;
+
   /** The truth about this node's sockets; the directory in Redis is a copy of it. */
   private readonly localSockets = new Map<string, number>();
   /** Sessions whose directory write failed; the heartbeat writes them again. */
@@ -186,6 +201,7 @@ export class RedisCluster implements Cluster {
     this.startTimeoutMs = options.startTimeoutMs ?? DEFAULT_START_TIMEOUT_MS;
     this.logger = options.logger.child({ component: 'cluster' });
     this.channel = this.busChannel(this.nodeId);
+    this.directoryChannel = `${this.prefix}directory`;
     this.livenessKey = this.nodeKey(this.nodeId);
   }
 
@@ -215,7 +231,8 @@ export class RedisCluster implements Cluster {
         throw new Error(`node id "${this.nodeId}" is already used by a running node (it listens on ${this.channel}); `
           + 'give every node its own NODE_ID');
       }
-      await this.subscriber.subscribe(this.channel);
+      await this.subscriber.subscribe(this.channel, this.directoryChannel);
+      this.subscriber.on('ready', this.forgetCache);
       // Unlike later heartbeats, the first one must succeed: a node nobody sees would only ever store.
       await this.writeLiveness();
     } catch (err) {
@@ -239,6 +256,7 @@ export class RedisCluster implements Cluster {
       requireReady(this.redis);
       const transaction = this.redis.multi();
       this.queueEntryWrite(transaction, sessionId);
+      transaction.publish(this.directoryChannel, sessionId);
       failOnCommandError(await transaction.exec());
     } catch (err) {
       this.unsynced.add(sessionId);
@@ -246,9 +264,24 @@ export class RedisCluster implements Cluster {
     }
   }
 
-  async remoteNodes(sessionId: string): Promise<string[]> {
-    const entries = await this.liveEntries(sessionId);
-    return entries.map((entry) => entry.node);
+  /**
+   * Cached (see `remoteCache`): a session that registers on another node is seen as soon as that node's
+   * announcement arrives. `fresh` reads Redis regardless.
+   */
+  async remoteNodes(sessionId: string, options: { fresh?: boolean } = {}): Promise<string[]> {
+    const now = Date.now();
+    if (!options.fresh) {
+      const cached = this.remoteCache.get(sessionId);
+      if (cached && now - cached.at < DIRECTORY_CACHE_MS) return cached.nodes;
+    }
+    const asOf = this.changes;
+    const nodes = (await this.liveEntries(sessionId)).map((entry) => entry.node);
+    // A change announced while Redis was being read may not be in what was read: do not cache that.
+    if ((this.changedAt.get(sessionId) ?? 0) <= asOf) {
+      if (this.remoteCache.size >= DIRECTORY_CACHE_MAX) this.forgetCache();
+      this.remoteCache.set(sessionId, { nodes, at: now });
+    }
+    return nodes;
   }
 
   async presence(sessionId: string): Promise<SessionPresence> {
@@ -344,11 +377,12 @@ export class RedisCluster implements Cluster {
       this.logger.warn({ err }, 'could not remove this node from the session directory; its entries expire with its liveness key');
     }
     try {
-      if (this.subscriber.status === 'ready') await this.subscriber.unsubscribe(this.channel);
+      if (this.subscriber.status === 'ready') await this.subscriber.unsubscribe(this.channel, this.directoryChannel);
     } catch (err) {
       this.logger.debug({ err }, 'unsubscribe failed while closing');
     }
     this.subscriber.off('message', this.onMessage);
+    this.subscriber.off('ready', this.forgetCache);
     this.subscriber.off('error', this.onSubscriberError);
     this.redis.off('error', this.onCommandClientError);
     this.localSockets.clear();
@@ -468,7 +502,19 @@ export class RedisCluster implements Cluster {
     );
   }
 
+  private forgetCache = (): void => {
+    this.remoteCache.clear();
+    this.changedAt.clear();
+  };
+
   private onMessage = (channel: string, message: string): void => {
+    if (channel === this.directoryChannel) {
+      this.changes += 1;
+      this.remoteCache.delete(message);
+      if (this.changedAt.size >= DIRECTORY_CACHE_MAX) this.changedAt.clear();
+      this.changedAt.set(message, this.changes);
+      return;
+    }
     if (channel !== this.channel) return;
     const frame = parseFrame(message);
     if (!frame) {

@@ -181,7 +181,7 @@ export class Dispatcher {
   private async replayIfRegisteredMeanwhile(sessionId: string, noLocalSockets: boolean, remotesBefore: string[]): Promise<void> {
     const { gateway, cluster, logger } = this.deps;
     if (noLocalSockets && gateway.localSockets(sessionId) > 0) gateway.replaySession(sessionId);
-    const remotesNow = await this.remoteNodes(sessionId);
+    const remotesNow = await this.remoteNodes(sessionId, true);
     for (const node of remotesNow) {
       if (remotesBefore.includes(node)) continue;
       cluster.requestReplay(node, sessionId).catch((err: unknown) => {
@@ -206,9 +206,9 @@ export class Dispatcher {
   };
 
   /** The directory being unavailable means only this node's sockets can be reached now. */
-  private async remoteNodes(sessionId: string): Promise<string[]> {
+  private async remoteNodes(sessionId: string, fresh = false): Promise<string[]> {
     try {
-      return await this.deps.cluster.remoteNodes(sessionId);
+      return await this.deps.cluster.remoteNodes(sessionId, { fresh });
     } catch (err) {
       this.deps.logger.warn({ err, session: sessionId }, 'session directory unavailable');
       return [];

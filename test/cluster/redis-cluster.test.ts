@@ -191,6 +191,25 @@ describe('RedisCluster session directory', () => {
     expect(await admin!.exists(sessionKey('s1'))).toBe(0);
   });
 
+  it('serves lookups from a cache that every change of an entry, on any node, invalidates at once', async () => {
+    const [a, b, c] = await Promise.all([startNode('A'), startNode('B'), startNode('C')]);
+    expect(await a.cluster.remoteNodes('moving')).toEqual([]);
+    // The cache answers without Redis: an entry written behind the nodes' backs is not seen...
+    await admin!.hset(sessionKey('moving'), 'C', `1:${await admin!.get(`${prefix}node:C`)}`);
+    expect(await a.cluster.remoteNodes('moving')).toEqual([]);
+    expect(await a.cluster.remoteNodes('moving', { fresh: true })).toEqual(['C']);
+    await admin!.hdel(sessionKey('moving'), 'C');
+    expect(await a.cluster.remoteNodes('moving')).toEqual(['C']);
+    // ...but a node's own change is announced, and every cache drops the session.
+    await b.cluster.setLocalSockets('moving', 1);
+    await vi.waitFor(async () => expect(await a.cluster.remoteNodes('moving')).toEqual(['B']), { timeout: 1_000, interval: 10 });
+    await b.cluster.setLocalSockets('moving', 0);
+    await c.cluster.setLocalSockets('moving', 2);
+    await vi.waitFor(async () => expect(await a.cluster.remoteNodes('moving')).toEqual(['C']), { timeout: 1_000, interval: 10 });
+    await c.cluster.setLocalSockets('moving', 0);
+    await vi.waitFor(async () => expect(await a.cluster.remoteNodes('moving')).toEqual([]), { timeout: 1_000, interval: 10 });
+  });
+
   it('keeps sessions whose ids differ only in special characters apart', async () => {
     const [a, b] = await Promise.all([startNode('A'), startNode('B')]);
     const ids = ['', 'a:b', 'a%003ab', 'a%3Ab', '{x}', '*', '?', 'a b', 'ü', '\ud800', '\ufffd', 'session:a'];
@@ -218,7 +237,7 @@ describe('RedisCluster session directory', () => {
     expect(await a.cluster.remoteNodes('s1')).toEqual(['B']);
 
     await b.kill();
-    await vi.waitFor(async () => expect(await a.cluster.remoteNodes('s1')).toEqual([]), { timeout: 3_000, interval: 50 });
+    await vi.waitFor(async () => expect(await a.cluster.remoteNodes('s1', { fresh: true })).toEqual([]), { timeout: 3_000, interval: 50 });
     expect(await a.cluster.presence('s1')).toEqual({ nodes: [], sockets: 0 });
     await vi.waitFor(async () => expect(await admin!.hget(sessionKey('s1'), 'B')).toBeNull(), { timeout: 1_000, interval: 20 });
   });
