@@ -152,6 +152,10 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
         AMQP_PREFETCH: String(ctx.prefetch),
         REDIS_KEY_PREFIX: prefix,
         SHUTDOWN_TIMEOUT_MS: '5000',
+        // Every simulated client comes from 127.0.0.1: per-address rate limits would refuse them.
+        RATE_LIMIT_CONNECTS_PER_10S: '0',
+        RATE_LIMIT_REGISTERS_PER_10S: '0',
+        RATE_LIMIT_HTTP_PER_MIN: '0',
         ...ctx.serverEnv,
       };
       const profile = ctx.profileDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${ctx.runId}-${spec.key}-node${n}.cpuprofile`] : [];

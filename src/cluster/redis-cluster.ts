@@ -51,7 +51,7 @@ export interface RedisClusterOptions {
 
 const DEFAULT_HEARTBEAT_MS = 2000;
 /** How long a directory lookup is reused at most (changes are announced, so usually much less). */
-const DIRECTORY_CACHE_MS = 5000;
+const DIRECTORY_CACHE_MS = 60_000;
 /** Sessions cached at most; the cache starts over beyond it. */
 const DIRECTORY_CACHE_MAX = 100_000;
 const DEFAULT_DIRECTORY_TTL_MS = 24 * 60 * 60 * 1000;

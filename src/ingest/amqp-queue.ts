@@ -77,7 +77,7 @@ const ACK_FLUSH_MS = 5;
  * A finished delivery stuck behind an unfinished one (so not in the prefix) is acked on its own after
  * this long, so a slow message at the head does not keep finished ones occupying prefetch slots.
  */
-const ACK_STRAGGLER_MS = 50;
+const ACK_STRAGGLER_MS = 10;
 /** After a dead-letter publish failed, the original goes back to the queue this much later, not at once. */
 const DEAD_LETTER_RETRY_DELAY_MS = 1000;
 const DETAIL_MAX_CHARS = 1000;
@@ -144,6 +144,7 @@ class AckTracker {
   private ackedCount = 0;
   private heldCount = 0;
   private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
   private alive = true;
 
   constructor(
@@ -234,8 +235,14 @@ class AckTracker {
     return this.alive && !tracked.acked && this.outstanding.get(tracked.tag) === tracked;
   }
 
+  /** Flushes within `ms`: an earlier deadline replaces a later one (a slot held is throughput lost). */
   private arm(ms: number): void {
-    if (this.timer) return;
+    const at = Date.now() + ms;
+    if (this.timer) {
+      if (this.timerAt <= at) return;
+      clearTimeout(this.timer);
+    }
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.flush(false);
