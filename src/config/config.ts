@@ -274,8 +274,3 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
 }
-
-/** The embedded default runs everything in one process with nothing durable. */
-export function isEmbedded(config: Config): boolean {
-  return config.amqp.url === undefined && config.redis.url === undefined;
-}
