@@ -51,6 +51,10 @@ type PendingAck = (acked: boolean) => void;
 
 /** Per socket, its un-acked reliable emits and when each was sent, oldest first (insertion order). */
 const pendingAcks = new WeakMap<PushSocket, Map<PendingAck, number>>();
+/** Sockets that were refused a reliable message for being behind: it went to their inbox. */
+const fellBehind = new WeakSet<PushSocket>();
+/** The session whose inbox is being replayed to a socket now (one replay per socket at a time). */
+const replaying = new WeakMap<PushSocket, string>();
 const GROUP_ROOM = 'g:';
 
 /**
@@ -309,6 +313,13 @@ export class Gateway {
   /** A socket takes no more when its write buffer is full or, for reliable messages, too many are un-acked. */
   private canTake(socket: PushSocket, reliable: boolean): boolean {
     if (!socket.connected) return false;
+    const takes = this.keepsUp(socket, reliable);
+    // Its reliable message goes to the inbox; once the socket has caught up, the inbox is offered to it.
+    if (!takes && reliable) fellBehind.add(socket);
+    return takes;
+  }
+
+  private keepsUp(socket: PushSocket, reliable: boolean): boolean {
     const conn = socket.conn as unknown as { writeBuffer: unknown[] };
     if (conn.writeBuffer.length >= this.deps.options.maxBuffered) return false;
     if (!reliable) return true;
@@ -329,6 +340,12 @@ export class Gateway {
       settled = true;
       pending?.delete(settle);
       done(acked);
+      // Caught up (everything acked, none left waiting): what went to its inbox meanwhile follows now.
+      // A socket that does not ack at all never gets here, so it is not offered its inbox again and again.
+      const sessionId = socket.data.sessionId;
+      if (acked && pending?.size === 0 && sessionId !== undefined && fellBehind.delete(socket)) {
+        void this.replay(socket, sessionId);
+      }
     };
     pending?.set(settle, Date.now());
     const withAck = socket.timeout(this.deps.options.ackTimeoutMs) as unknown as {
@@ -345,6 +362,9 @@ export class Gateway {
   private async replay(socket: PushSocket, sessionId: string): Promise<void> {
     const { inbox, metrics, logger, options } = this.deps;
     const current = () => socket.connected && socket.data.sessionId === sessionId;
+    // The replay running for this socket and session reads the inbox again until it is empty.
+    if (replaying.get(socket) === sessionId) return;
+    replaying.set(socket, sessionId);
     try {
       while (current()) {
         const entries = await inbox.read(sessionId, options.maxPending);
@@ -357,6 +377,8 @@ export class Gateway {
       }
     } catch (err) {
       logger.warn({ err, session: sessionId }, 'inbox replay failed; the messages stay in the inbox');
+    } finally {
+      if (replaying.get(socket) === sessionId) replaying.delete(socket);
     }
   }
 
