@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } 
 import type { ForwardHandler, ForwardOutcome } from '../../src/cluster/cluster.js';
 import { RedisCluster, type RedisClusterOptions } from '../../src/cluster/redis-cluster.js';
 import type { Notification } from '../../src/notification/schema.js';
-import { REDIS_URL, requireService, uniqueName } from '../support/services.js';
+import { REDIS_URL, keysUnder as keysUnderPrefix, requireService, uniqueName } from '../support/services.js';
 
 /** Looks into Redis the way an operator would, and cleans up; not one of the nodes. */
 let admin: Redis | undefined;
@@ -105,19 +105,8 @@ function recordingHandler(answer: (sessionId: string, n: Notification) => Promis
 const never = () => new Promise<ForwardOutcome>(() => {});
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
-async function keysUnder(keyPrefix: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin!.scan(cursor, 'MATCH', `${escapeGlob(keyPrefix)}*`, 'COUNT', 1000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
-  return found;
+function keysUnder(keyPrefix: string): Promise<string[]> {
+  return keysUnderPrefix(admin!, keyPrefix);
 }
 
 const sessionKey = (id: string) => `${prefix}session:${id}`;

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { InboxEntry } from '../../src/inbox/inbox.js';
 import { RedisInbox, type RedisInboxOptions } from '../../src/inbox/redis-inbox.js';
-import { REDIS_URL, requireService, uniqueName } from '../support/services.js';
+import { REDIS_URL, keysUnder as keysUnderPrefix, requireService, uniqueName } from '../support/services.js';
 import { describeInbox, ids, inboxEntry, recordEvents, TRICKY_SESSION_IDS, type RecordedEvents } from './inbox.behaviour.js';
 
 // Two clients stand for two push-center nodes sharing one Redis.
@@ -12,19 +12,8 @@ let node2: Redis | undefined;
 let prefix = '';
 const prefixesToClean = new Set<string>();
 
-function escapeGlob(text: string): string {
-  return text.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
-}
-
-async function keysUnder(keyPrefix: string): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await node1!.scan(cursor, 'MATCH', `${escapeGlob(keyPrefix)}*`, 'COUNT', 1000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
-  return found;
+function keysUnder(keyPrefix: string): Promise<string[]> {
+  return keysUnderPrefix(node1!, keyPrefix);
 }
 
 async function deleteKeysUnder(keyPrefix: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
+import type { Redis as RedisClient } from 'ioredis';
 
 /** The real services the integration tests use; CI runs them on this machine. */
 export const AMQP_URL = process.env.TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -55,22 +56,28 @@ export async function deleteAmqp(names: { queues?: string[]; exchanges?: string[
   }
 }
 
+/** Every Redis key under the prefix (SCAN, with the prefix's glob characters escaped). */
+export async function keysUnder(redis: RedisClient, prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
+    cursor = next;
+    found.push(...keys);
+  } while (cursor !== '0');
+  return found;
+}
+
 /** Removes every Redis key under the prefix. */
 export async function deleteRedisKeys(prefix: string): Promise<number> {
   const { Redis } = await import('ioredis');
   const redis = new Redis(REDIS_URL);
-  let deleted = 0;
   try {
-    let cursor = '0';
-    do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
-      cursor = next;
-      if (keys.length > 0) deleted += await redis.del(...keys);
-    } while (cursor !== '0');
+    const keys = await keysUnder(redis, prefix);
+    return keys.length > 0 ? await redis.del(...keys) : 0;
   } finally {
     redis.disconnect();
   }
-  return deleted;
 }
 
 /** Settings for a node on the real engines, with names of its own. */
