@@ -557,14 +557,9 @@ class TargetRun {
   }
 }
 
-interface CpuSample {
+/** CPU seconds so far of each party, at a moment (ms since epoch). */
+interface CpuSample extends CpuShare {
   at: number;
-  server: number;
-  helpers: number;
-  clients: number;
-  rabbitmq: number;
-  redis: number;
-  bench: number;
 }
 
 function cpuShare(a: CpuSample, b: CpuSample): CpuShare {

@@ -13,6 +13,7 @@ export interface Config {
     /** Unset: the embedded in-process queue (not durable). */
     url: string | undefined;
     queue: string;
+    /** Unacked deliveries RabbitMQ hands this node at most (per consumer). */
     prefetch: number;
     queueTtlMs: number;
     queueType: 'classic' | 'quorum';

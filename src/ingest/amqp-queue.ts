@@ -3,6 +3,7 @@ import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Op
 import type { Logger } from '../observability/logger.js';
 import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
+import type { Config } from '../config/config.js';
 import { redact } from '../config/redact.js';
 
 /** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
@@ -18,16 +19,10 @@ export const ORIGINAL_QUEUE_HEADER = 'x-pushcenter-original-queue';
  */
 export const ENQUEUED_MS_HEADER = 'x-pushcenter-enqueued-ms';
 
-export interface AmqpQueueOptions {
+/** The `amqp` settings (SPEC §7), with the URL required, and what only this engine needs. */
+export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'> {
   /** AMQP_URL; `?heartbeat=` and the vhost are honoured as amqplib parses them. */
   url: string;
-  queue: string;
-  /** Unacked deliveries RabbitMQ hands this node at most (per consumer). */
-  prefetch: number;
-  queueTtlMs: number;
-  queueType: 'classic' | 'quorum';
-  deadLetterQueue: string;
-  deadLetterExchange: string;
   logger: Logger;
   /**
    * Called with `connected` whenever it changes, starting with `true` once `connect` succeeded (the
