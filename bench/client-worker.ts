@@ -1,11 +1,12 @@
-import { io, type Socket } from 'socket.io-client';
+import { io } from 'socket.io-client';
 import { Histogram } from './lib/histogram.js';
-import { HEARTBEAT_TIMEOUT_MS, STATS_INTERVAL_MS, type WorkerCommand, type WorkerReport } from './lib/ipc.js';
+import { HEARTBEAT_TIMEOUT_MS, STATS_INTERVAL_MS, type ClientKind, type WorkerCommand, type WorkerReport } from './lib/ipc.js';
+import { LeanSocket } from './lib/lean-socket.js';
 import type { BenchData } from './lib/payload.js';
 
 /**
- * One process of simulated browser sessions. Connects its share of the clients over websocket in
- * bounded batches, registers each (`register` with an ack), and then counts every envelope by message
+ * One process of simulated browser sessions. Connects its share of the clients over websocket (with
+ * the lean socket.io client of `lib/lean-socket.ts`, or with socket.io-client itself) in bounded batches, registers each (`register` with an ack), and then counts every envelope by message
  * (per client, so duplicates show), acks reliable ones at once, and measures publish → receive latency
  * from `data.t`. Reports to the parent every 100 ms. Exits on `stop`, when the parent goes away, or when
  * the parent's heartbeats stop.
@@ -16,8 +17,16 @@ interface Envelope {
   data: BenchData;
 }
 
+/** What the worker needs of a client socket, whichever library speaks the protocol. */
+interface BenchSocket {
+  onMessage(handler: (envelope: Envelope, ack?: () => void) => void): void;
+  onDisconnect(handler: () => void): void;
+  emitWithAck(event: string, payload: unknown, timeoutMs: number): Promise<unknown>;
+  close(): void;
+}
+
 interface Client {
-  socket: Socket;
+  socket: BenchSocket;
   sessionId: string;
   seen: Set<number>;
 }
@@ -38,7 +47,7 @@ function send(report: WorkerReport): void {
 }
 
 function attach(client: Client): void {
-  client.socket.on('message', (envelope: Envelope, ack?: () => void) => {
+  client.socket.onMessage((envelope, ack) => {
     const ms = Date.now() - envelope.data.t;
     received += 1;
     if (!client.seen.has(envelope.data.s)) {
@@ -52,33 +61,52 @@ function attach(client: Client): void {
       acked += 1;
     }
   });
-  client.socket.on('disconnect', () => {
+  client.socket.onDisconnect(() => {
     if (!stopping) disconnects += 1;
   });
 }
 
-function register(socket: Socket, sessionId: string, timeoutMs: number): Promise<void> {
-  return (socket.timeout(timeoutMs).emitWithAck('register', { sessionId, groups }) as Promise<{ ok: boolean; error?: { message: string } }>)
+function register(socket: BenchSocket, sessionId: string, timeoutMs: number): Promise<void> {
+  return (socket.emitWithAck('register', { sessionId, groups }, timeoutMs) as Promise<{ ok: boolean; error?: { message: string } }>)
     .then((answer) => {
       if (!answer.ok) throw new Error(`register refused: ${answer.error?.message ?? 'no reason'}`);
     });
 }
 
-function connectOne(url: string, sessionId: string, timeoutMs: number): Promise<Client> {
+function openLean(url: string, timeoutMs: number): Promise<BenchSocket> {
+  return LeanSocket.connect(url, { timeoutMs }).then((socket) => ({
+    onMessage: (handler) => socket.on('message', handler as (payload: unknown, ack?: () => void) => void),
+    onDisconnect: (handler) => socket.onDisconnect(handler),
+    emitWithAck: (event, payload, ms) => socket.emitWithAck(event, payload, ms),
+    close: () => socket.close(),
+  }));
+}
+
+function openSocketIo(url: string, timeoutMs: number): Promise<BenchSocket> {
   const socket = io(url, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: timeoutMs });
-  const client: Client = { socket, sessionId, seen: new Set() };
-  return new Promise<void>((resolve, reject) => {
-    socket.once('connect', () => resolve());
-    socket.once('connect_error', (err) => reject(err));
-  })
-    .then(() => {
-      attach(client);
-      return register(socket, sessionId, timeoutMs);
-    })
-    .then(() => client, (err: unknown) => {
+  return new Promise<BenchSocket>((resolve, reject) => {
+    socket.once('connect', () => resolve({
+      onMessage: (handler) => socket.on('message', handler),
+      onDisconnect: (handler) => socket.on('disconnect', handler),
+      emitWithAck: (event, payload, ms) => socket.timeout(ms).emitWithAck(event, payload),
+      close: () => socket.close(),
+    }));
+    socket.once('connect_error', (err) => {
+      socket.close();
+      reject(err);
+    });
+  });
+}
+
+function connectOne(kind: ClientKind, url: string, sessionId: string, timeoutMs: number): Promise<Client> {
+  return (kind === 'lean' ? openLean(url, timeoutMs) : openSocketIo(url, timeoutMs)).then((socket) => {
+    const client: Client = { socket, sessionId, seen: new Set() };
+    attach(client);
+    return register(socket, sessionId, timeoutMs).then(() => client, (err: unknown) => {
       socket.close();
       throw err;
     });
+  });
 }
 
 async function connectAll(command: Extract<WorkerCommand, { type: 'connect' }>): Promise<void> {
@@ -92,7 +120,7 @@ async function connectAll(command: Extract<WorkerCommand, { type: 'connect' }>):
     while (next < command.sessionIds.length && !stopping) {
       const sessionId = command.sessionIds[next++]!;
       try {
-        clients.push(await connectOne(command.url, sessionId, command.timeoutMs));
+        clients.push(await connectOne(command.client, command.url, sessionId, command.timeoutMs));
       } catch (err) {
         failed += 1;
         if (errors.length < 5) errors.push(`${sessionId}: ${(err as Error).message}`);

@@ -150,6 +150,7 @@ async function main(): Promise<number> {
     git: gitFacts(ROOT),
     settings: {
       clients: options.clients,
+      client: options.client === 'lean' ? 'lean (bench/lib/lean-socket.ts)' : 'socket.io-client',
       workers: options.workers,
       durationS: options.durationS,
       halfRateDurationS: options.halfDurationS,

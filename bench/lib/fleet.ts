@@ -1,10 +1,11 @@
 import { Children, type Child } from './children.js';
-import type { WorkerCommand, WorkerReport } from './ipc.js';
+import type { ClientKind, WorkerCommand, WorkerReport } from './ipc.js';
 import { sessionId } from './payload.js';
 import { DeliveryStats } from './stats.js';
 
 export interface FleetOptions {
   clients: number;
+  client: ClientKind;
   workers: number;
   /** The server each worker's clients connect to (two nodes: alternate). */
   urlForWorker: (worker: number) => string;
@@ -71,7 +72,7 @@ export class ClientFleet {
         for (let i = w; i < clients; i += workers) sessionIds.push(sessionId(i));
         // Generous (a loaded machine connects slowly) but bounded.
         const ready = this.next(w, 'ready', 60_000 + timeoutMs + sessionIds.length * 20);
-        this.send(child, { type: 'connect', url: this.options.urlForWorker(w), sessionIds, groups, concurrency, timeoutMs });
+        this.send(child, { type: 'connect', client: this.options.client, url: this.options.urlForWorker(w), sessionIds, groups, concurrency, timeoutMs });
         return ready;
       }));
       return {

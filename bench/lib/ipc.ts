@@ -17,10 +17,14 @@ export interface StatsMessage {
   max: number;
 }
 
+/** `lean`: the benchmark's own minimal socket.io client (`lean-socket.ts`); `socket.io`: socket.io-client. */
+export type ClientKind = 'lean' | 'socket.io';
+
 /** Parent → client worker. */
 export type WorkerCommand =
   | {
     type: 'connect';
+    client: ClientKind;
     url: string;
     sessionIds: string[];
     groups: string[];

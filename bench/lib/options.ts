@@ -1,3 +1,4 @@
+import type { ClientKind } from './ipc.js';
 import type { ScenarioName } from './results.js';
 
 export const SCENARIOS: readonly ScenarioName[] = ['reliable', 'volatile', 'group', 'two-nodes', 'overload'];
@@ -8,6 +9,8 @@ export interface Options {
   scenarios: ScenarioName[];
   peers: PeerName[];
   clients: number;
+  /** Which socket.io client the simulated browsers use. */
+  client: ClientKind;
   workers: number;
   /** Seconds measured at the maximum rate. */
   durationS: number;
@@ -36,6 +39,9 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
                        then a third of it (at least 3 s) at half that rate for latency;
                        also the overload duration when given (default 60; --quick 8)
   --quick              a small, fast smoke run: 500 clients, 5 s phases, 8 s overload
+  --client lean|socket.io
+                       the simulated browsers' socket.io client: the bench's minimal one (default;
+                       same frames on the wire, a fraction of the CPU) or socket.io-client itself
   --workers N          client worker processes (default 4)
   --prefetch N         AMQP prefetch of push-center and the RabbitMQ peer (default 200)
   --out DIR            where results-<timestamp>.json/.md go (default bench/results)
@@ -59,7 +65,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       flags.add(name);
       continue;
     }
-    if (!['scenarios', 'peers', 'clients', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env'].includes(name)) {
+    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env'].includes(name)) {
       throw new UsageError(`unknown option --${name}`);
     }
     const value = inline ?? argv[++i];
@@ -90,6 +96,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
   };
   const server = last('server') ?? 'dist';
   if (server !== 'dist' && server !== 'src') throw new UsageError('--server must be dist or src');
+  const client = last('client') ?? 'lean';
+  if (client !== 'lean' && client !== 'socket.io') throw new UsageError('--client must be lean or socket.io');
   const serverEnv: Record<string, string> = {};
   for (const pair of values.get('server-env') ?? []) {
     const match = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(pair);
@@ -105,6 +113,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     scenarios,
     peers: list('peers', PEERS),
     clients: int('clients', quick ? 500 : 10_000, workers, 100_000),
+    client,
     workers,
     durationS,
     halfDurationS: Math.max(3, Math.round(durationS / 3)),

@@ -65,7 +65,7 @@ function facts(r: RunResults): string[] {
     `Machine: ${m.cpuModel}, ${m.cores} cores, ${m.memoryGiB} GiB, ${m.os}; Node.js ${r.versions.node}, ` +
       `RabbitMQ ${r.versions.rabbitmq}, Redis ${r.versions.redis}; everything (servers, broker, Redis, clients) on this one machine`,
     `Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')}`,
-    `Settings: ${s.clients.toLocaleString('en-US')} websocket clients in ${s.workers} processes, ${s.payloadBytes}-byte payloads` +
+    `Settings: ${s.clients.toLocaleString('en-US')} websocket clients (${s.client ?? 'socket.io-client'}) in ${s.workers} processes, ${s.payloadBytes}-byte payloads` +
       `${s.persistent ? ' (persistent)' : ''}, prefetch ${s.prefetch}; per system ${s.durationS} s at the maximum rate and ` +
       `${s.halfRateDurationS} s at half of it; overload ${s.overloadDurationS} s; push-center from ${s.server}${env ? ` with ${env}` : ''}`,
   ];

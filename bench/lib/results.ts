@@ -136,6 +136,8 @@ export interface RunResults {
   git: GitFacts;
   settings: {
     clients: number;
+    /** The simulated browsers' socket.io client (runs before it was recorded used socket.io-client). */
+    client?: string;
     workers: number;
     durationS: number;
     halfRateDurationS: number;

@@ -90,6 +90,7 @@ export async function runTarget(env: RunEnv, plan: TargetPlan, label: string): P
     if (plan.clients > 0) {
       fleet = ClientFleet.start(env.children, {
         clients: plan.clients,
+        client: env.options.client,
         workers: env.options.workers,
         urlForWorker: (w) => system!.urls[w % system!.urls.length]!,
         groups: plan.spec.target === 'group' ? [GROUP] : [],
