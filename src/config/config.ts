@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { getHeapStatistics } from 'node:v8';
 
 /** What push-center runs with: SPEC §7, read once at start-up by the composition root. */
 export interface Config {
@@ -172,6 +173,17 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       .map((item) => item.trim())
       .filter((item) => item !== '');
 
+  const heapWatermark = (): number => {
+    const text = raw('BACKPRESSURE_HEAP_MB');
+    if (text === undefined || text === 'auto') return defaultHeapWatermark();
+    const mb = Number(text);
+    if (!/^\d+$/.test(text) || mb < 16 || mb > 65_536) {
+      problems.push(`BACKPRESSURE_HEAP_MB=${JSON.stringify(text)}: must be auto or a whole number from 16 to 65536`);
+      return defaultHeapWatermark();
+    }
+    return mb * 1024 * 1024;
+  };
+
   const nodeEnv = raw('NODE_ENV') ?? 'development';
   const ackTimeoutMs = int('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
@@ -269,9 +281,18 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),
     backpressure: {
       lagMs: int('BACKPRESSURE_LAG_MS', 200, 10, 60_000),
-      heapBytes: int('BACKPRESSURE_HEAP_MB', 1024, 16, 65_536) * 1024 * 1024,
+      heapBytes: heapWatermark(),
     },
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * `BACKPRESSURE_HEAP_MB=auto` (the default): three quarters of the heap V8 may grow to in this process
+ * (its default, or what `--max-old-space-size` set), so the watermark holds consumption before the heap
+ * limit is near, whatever the limit is.
+ */
+export function defaultHeapWatermark(heapLimitBytes = getHeapStatistics().heap_size_limit): number {
+  return Math.floor(heapLimitBytes * 0.75);
 }

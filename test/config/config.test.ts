@@ -1,5 +1,6 @@
+import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, readDefaults } from '../../src/config/config.js';
+import { ConfigError, defaultHeapWatermark, loadConfig, readDefaults } from '../../src/config/config.js';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -48,6 +49,16 @@ describe('configuration', () => {
     expect(found.join('\n')).toMatch(/AMQP_QUEUE_TYPE="stream": must be one of classic, quorum/);
     expect(found.join('\n')).toMatch(/LOG_LEVEL="loud"/);
     expect(found.join('\n')).toMatch(/AMQP_URL: must be a URL starting with amqp:\/\/ or amqps:\/\//);
+  });
+
+  it('puts the heap watermark at three quarters of the V8 heap limit unless a size is given', () => {
+    const limit = getHeapStatistics().heap_size_limit;
+    expect(loadConfig({}).backpressure.heapBytes).toBe(Math.floor(limit * 0.75));
+    expect(loadConfig({ BACKPRESSURE_HEAP_MB: 'auto' }).backpressure.heapBytes).toBe(Math.floor(limit * 0.75));
+    expect(loadConfig({ BACKPRESSURE_HEAP_MB: '300' }).backpressure.heapBytes).toBe(300 * 1024 * 1024);
+    expect(defaultHeapWatermark(400 * 1024 * 1024)).toBe(300 * 1024 * 1024);
+    expect(problems({ BACKPRESSURE_HEAP_MB: 'lots' })).toEqual(['BACKPRESSURE_HEAP_MB="lots": must be auto or a whole number from 16 to 65536']);
+    expect(problems({ BACKPRESSURE_HEAP_MB: '8' })).toHaveLength(1);
   });
 
   it('caps the prefetch of a quorum queue at 2000', () => {
