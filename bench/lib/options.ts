@@ -27,6 +27,9 @@ export interface Options {
   serverEnv: Record<string, string>;
 }
 
+/** How push-center nodes run unless --server-env NODE_OPTIONS says otherwise. */
+export const SERVER_NODE_OPTIONS = '--max-old-space-size=256';
+
 export const USAGE = `Usage: npm run bench -- [options]
 
 Benchmarks push-center against its peers with simulated websocket clients on this machine
@@ -47,7 +50,8 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --out DIR            where results-<timestamp>.json/.md go (default bench/results)
   --server dist|src    run push-center from dist/ (built first, default) or from src/ with tsx
   --no-build           with --server dist: use dist/ as it is
-  --server-env K=V     extra environment for push-center nodes (repeatable), e.g. SOCKET_MAX_PENDING=200
+  --server-env K=V     extra environment for push-center nodes (repeatable), e.g. SOCKET_MAX_PENDING=200;
+                       NODE_OPTIONS defaults to ${SERVER_NODE_OPTIONS} (the heap limit README recommends)
   --profile            write V8 CPU profiles of the push-center nodes to <out>/profiles
   --help               this text
 `;
@@ -98,7 +102,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (server !== 'dist' && server !== 'src') throw new UsageError('--server must be dist or src');
   const client = last('client') ?? 'lean';
   if (client !== 'lean' && client !== 'socket.io') throw new UsageError('--client must be lean or socket.io');
-  const serverEnv: Record<string, string> = {};
+  // The heap limit README (Operating, Memory) tells operators to set; --server-env NODE_OPTIONS=… replaces it.
+  const serverEnv: Record<string, string> = { NODE_OPTIONS: SERVER_NODE_OPTIONS };
   for (const pair of values.get('server-env') ?? []) {
     const match = /^([A-Z][A-Z0-9_]*)=(.*)$/s.exec(pair);
     if (!match) throw new UsageError(`--server-env takes NAME=value, got ${JSON.stringify(pair)}`);
