@@ -32,6 +32,11 @@ export interface Cluster {
    * current by change announcements; `fresh` asks the shared store itself.
    */
   remoteNodes(sessionId: string, options?: { fresh?: boolean }): Promise<string[]>;
+  /**
+   * What `remoteNodes(sessionId)` would answer now without asking the shared store (from its cache), or
+   * undefined when it would have to ask. Lets the hot path stay synchronous for sessions it knows.
+   */
+  knownRemoteNodes(sessionId: string): string[] | undefined;
   /** Where the session is connected, cluster-wide. */
   presence(sessionId: string): Promise<SessionPresence>;
   /**

@@ -271,8 +271,8 @@ export class RedisCluster implements Cluster {
   async remoteNodes(sessionId: string, options: { fresh?: boolean } = {}): Promise<string[]> {
     const now = Date.now();
     if (!options.fresh) {
-      const cached = this.remoteCache.get(sessionId);
-      if (cached && now - cached.at < DIRECTORY_CACHE_MS) return cached.nodes;
+      const known = this.knownRemoteNodes(sessionId, now);
+      if (known) return known;
     }
     const asOf = this.changes;
     const nodes = (await this.liveEntries(sessionId)).map((entry) => entry.node);
@@ -282,6 +282,11 @@ export class RedisCluster implements Cluster {
       this.remoteCache.set(sessionId, { nodes, at: now });
     }
     return nodes;
+  }
+
+  knownRemoteNodes(sessionId: string, now = Date.now()): string[] | undefined {
+    const cached = this.remoteCache.get(sessionId);
+    return cached && now - cached.at < DIRECTORY_CACHE_MS ? cached.nodes : undefined;
   }
 
   async presence(sessionId: string): Promise<SessionPresence> {

@@ -16,6 +16,10 @@ export class SingleNode implements Cluster {
     return [];
   }
 
+  knownRemoteNodes(): string[] {
+    return [];
+  }
+
   async presence(sessionId: string): Promise<SessionPresence> {
     const sockets = this.sockets.get(sessionId) ?? 0;
     return { nodes: sockets > 0 ? [this.nodeId] : [], sockets };

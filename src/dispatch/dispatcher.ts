@@ -18,6 +18,7 @@ import type { Metrics } from '../observability/metrics.js';
 export class Dispatcher {
   private active = 0;
   private idleWaiters: Array<() => void> = [];
+  private readonly receivedAmqp: { inc(): void };
 
   constructor(
     private readonly deps: {
@@ -31,6 +32,7 @@ export class Dispatcher {
       logger: Logger;
     },
   ) {
+    this.receivedAmqp = deps.metrics.messagesReceived.labels('amqp');
     deps.cluster.onForward(async (sessionId, notification) => {
       const outcome = await deps.gateway.deliverToSession(sessionId, toEnvelope(notification));
       return outcome === 'delivered' ? 'delivered' : 'not_delivered';
@@ -51,36 +53,119 @@ export class Dispatcher {
 
   handle = (delivery: Delivery): void => {
     this.active += 1;
-    this.process(delivery)
-      .catch((err: unknown) => {
-        this.deps.logger.error({ err }, 'dispatch failed; the message goes back to the queue');
-        delivery.requeue();
-      })
-      .finally(() => {
-        this.active -= 1;
-        if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
-      });
+    let notification: Notification | undefined;
+    try {
+      notification = this.parse(delivery);
+    } catch (err) {
+      this.failed(delivery, err);
+      this.finished();
+      return;
+    }
+    if (notification === undefined) return; // invalid: being dead-lettered
+    // The common case (one session, held only here or known to be) runs on callbacks, without the
+    // promise chain of the general path: it is most of the work of a busy node.
+    if (this.fastPath(delivery, notification)) return;
+    this.dispatch(notification).then(
+      (final) => this.settle(delivery, final),
+      (err: unknown) => {
+        this.failed(delivery, err);
+        this.finished();
+      },
+    );
   };
 
-  private async process(delivery: Delivery): Promise<void> {
+  /** The notification, or undefined after starting to dead-letter an invalid one. */
+  private parse(delivery: Delivery): Notification | undefined {
     const { parser, metrics, logger } = this.deps;
     const { message } = delivery;
-    if (message.source !== 'http') metrics.messagesReceived.inc({ source: 'amqp' });
+    if (message.source !== 'http') this.receivedAmqp.inc();
     const parsed = parser.parseBytes(message.body, {
       messageId: message.messageId,
       timestamp: message.timestamp,
       receivedAt: Date.now(),
     });
-    if (!parsed.ok) {
-      metrics.messagesInvalid.inc({ reason: parsed.error.reason });
-      logger.warn({ messageId: message.messageId, reason: parsed.error.reason, detail: parsed.error.message },
-        'invalid notification dead-lettered');
-      await delivery.deadLetter(parsed.error.reason, parsed.error.message);
-      return;
-    }
-    const final = await this.dispatch(parsed.notification);
+    if (parsed.ok) return parsed.notification;
+    metrics.messagesInvalid.inc({ reason: parsed.error.reason });
+    logger.warn({ messageId: message.messageId, reason: parsed.error.reason, detail: parsed.error.message },
+      'invalid notification dead-lettered');
+    delivery.deadLetter(parsed.error.reason, parsed.error.message).then(
+      () => this.finished(),
+      (err: unknown) => {
+        this.failed(delivery, err);
+        this.finished();
+      },
+    );
+    return undefined;
+  }
+
+  private settle(delivery: Delivery, final: boolean): void {
     if (final) delivery.ack();
     else delivery.requeue();
+    this.finished();
+  }
+
+  private failed(delivery: Delivery, err: unknown): void {
+    this.deps.logger.error({ err }, 'dispatch failed; the message goes back to the queue');
+    delivery.requeue();
+  }
+
+  private finished(): void {
+    this.active -= 1;
+    if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+
+  /**
+   * A message for exactly one session whose other nodes are known from the directory cache to hold none
+   * of its sockets: delivered here with callbacks. Anything else, and every miss of a reliable message
+   * (inbox, replay), takes the general path. False when it did not take the message.
+   */
+  private fastPath(delivery: Delivery, n: Notification): boolean {
+    if (n.sessions.length !== 1 || n.groups.length > 0 || n.broadcast || n.expiresAt <= Date.now()) return false;
+    const sessionId = n.sessions[0]!;
+    const remotes = this.deps.cluster.knownRemoteNodes(sessionId);
+    if (remotes === undefined || remotes.length > 0) return false;
+    const { gateway, metrics } = this.deps;
+    const envelope = toEnvelope(n);
+    if (!n.reliable) {
+      gateway.offerToSession(sessionId, envelope, (local) => {
+        metrics.delivery('session', false, local === 'delivered' ? 'delivered' : 'dropped');
+        if (local === 'delivered') metrics.latency(false, n.enqueuedAt);
+        this.settle(delivery, true);
+      });
+      return true;
+    }
+    let decided = false;
+    let late: ((delivered: boolean) => void) | undefined;
+    const miss = (outcome: false | 'held', local: LocalOutcome | undefined) => {
+      const delivered = outcome === 'held' ? new Promise<boolean>((resolve) => (late = resolve)) : Promise.resolve(false);
+      this.afterMiss(sessionId, n, envelope, outcome, delivered, local === 'no_sockets', remotes).then(
+        (final) => this.settle(delivery, final),
+        (err: unknown) => {
+          this.failed(delivery, err);
+          this.finished();
+        },
+      );
+    };
+    const hold = setTimeout(() => {
+      decided = true;
+      miss('held', undefined);
+    }, this.deps.ackHoldMs);
+    gateway.offerToSession(sessionId, envelope, (local) => {
+      if (decided) {
+        late?.(local === 'delivered');
+        return;
+      }
+      decided = true;
+      clearTimeout(hold);
+      if (local === 'delivered') {
+        metrics.delivery('session', true, 'delivered');
+        metrics.latency(true, n.enqueuedAt);
+        this.settle(delivery, true);
+      } else {
+        miss(false, local);
+      }
+    });
+    return true;
   }
 
   /** Routes a valid notification to every target; true when every outcome is final. */
@@ -122,7 +207,7 @@ export class Dispatcher {
   }
 
   private reliableToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
-    const { gateway, cluster, inbox, metrics, logger } = this.deps;
+    const { gateway, cluster, metrics, logger } = this.deps;
     const local = gateway.deliverToSession(sessionId, envelope);
     let localOutcome: LocalOutcome | undefined;
     void local.then((outcome) => (localOutcome = outcome));
@@ -141,6 +226,23 @@ export class Dispatcher {
       metrics.latency(true, n.enqueuedAt);
       return true;
     }
+    return this.afterMiss(sessionId, n, envelope, outcome, delivered, localOutcome === 'no_sockets', remotes);
+  };
+
+  /**
+   * A reliable message no socket acked within the hold time (`held`: one may still ack later, `delivered`
+   * tells) or at all (false): it expires, or goes to the inbox; true when that outcome is final.
+   */
+  private async afterMiss(
+    sessionId: string,
+    n: Notification,
+    envelope: Envelope,
+    outcome: false | 'held',
+    delivered: Promise<boolean>,
+    noLocalSockets: boolean,
+    remotes: string[],
+  ): Promise<boolean> {
+    const { inbox, metrics, logger } = this.deps;
     if (n.expiresAt <= Date.now()) {
       metrics.delivery('session', true, 'expired');
       return true;
@@ -160,9 +262,9 @@ export class Dispatcher {
       void delivered.then((late) => (late ? this.removeDelivered(sessionId, n) : undefined));
     }
     // `no_sockets` is known at once; an emit still waiting for its ack is not waited for here.
-    await this.replayIfRegisteredMeanwhile(sessionId, localOutcome === 'no_sockets', remotes);
+    await this.replayIfRegisteredMeanwhile(sessionId, noLocalSockets, remotes);
     return true;
-  };
+  }
 
   private async removeDelivered(sessionId: string, n: Notification): Promise<void> {
     try {

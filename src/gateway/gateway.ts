@@ -116,32 +116,46 @@ export class Gateway {
    * resolves `delivered` at the first ack. Volatile: emits to every socket that can take it now.
    */
   deliverToSession(sessionId: string, envelope: Envelope): Promise<LocalOutcome> {
+    return new Promise((resolve) => this.offerToSession(sessionId, envelope, resolve));
+  }
+
+  /**
+   * `deliverToSession` with a callback, called exactly once: at once when there is nothing to wait for
+   * (volatile, no sockets, all behind), else at the first ack or when every socket's ack timed out.
+   */
+  offerToSession(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
     const sockets = this.sessions.get(sessionId);
-    if (!sockets || sockets.size === 0) return Promise.resolve('no_sockets');
-    const ready = [...sockets].filter((socket) => this.canTake(socket, envelope.reliable));
+    if (!sockets || sockets.size === 0) {
+      done('no_sockets');
+      return;
+    }
+    const ready: PushSocket[] = [];
+    for (const socket of sockets) if (this.canTake(socket, envelope.reliable)) ready.push(socket);
     if (ready.length < sockets.size) {
       // A slow socket: its reliable messages go to the inbox, volatile ones are dropped (both counted).
       this.deps.metrics.backpressureEvents.inc({ reason: 'slow_socket' }, sockets.size - ready.length);
     }
-    if (ready.length === 0) return Promise.resolve('behind');
+    if (ready.length === 0) {
+      done('behind');
+      return;
+    }
     if (!envelope.reliable) {
       for (const socket of ready) socket.emit(envelope.event, envelope);
-      return Promise.resolve('delivered');
+      done('delivered');
+      return;
     }
-    return new Promise((resolve) => {
-      let waiting = ready.length;
-      let done = false;
-      for (const socket of ready) {
-        this.emitWithAck(socket, envelope, (acked) => {
-          waiting -= 1;
-          if (done) return;
-          if (acked || waiting === 0) {
-            done = true;
-            resolve(acked ? 'delivered' : 'not_delivered');
-          }
-        });
-      }
-    });
+    let waiting = ready.length;
+    let answered = false;
+    for (const socket of ready) {
+      this.emitWithAck(socket, envelope, (acked) => {
+        waiting -= 1;
+        if (answered) return;
+        if (acked || waiting === 0) {
+          answered = true;
+          done(acked ? 'delivered' : 'not_delivered');
+        }
+      });
+    }
   }
 
   /** Emits to the group's members on every node (through the socket.io adapter). */

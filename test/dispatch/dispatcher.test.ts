@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Cluster, ForwardHandler, ForwardOutcome } from '../../src/cluster/cluster.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
@@ -26,6 +26,9 @@ class FakeGateway {
     if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
     return outcome;
   }
+  offerToSession(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
+    void this.deliverToSession(sessionId, envelope).then(done);
+  }
   emitToGroup(group: string, envelope: Envelope): void {
     this.emitted.push({ to: `group:${group}`, envelope });
   }
@@ -51,6 +54,11 @@ class FakeCluster implements Cluster {
   async setLocalSockets(): Promise<void> {}
   async remoteNodes(sessionId: string): Promise<string[]> {
     return this.owners.get(sessionId) ?? [];
+  }
+  /** False: the directory cache knows nothing, so every message takes the dispatcher's general path. */
+  cacheWarm = true;
+  knownRemoteNodes(sessionId: string): string[] | undefined {
+    return this.cacheWarm ? this.owners.get(sessionId) ?? [] : undefined;
   }
   async presence() {
     return { nodes: [], sockets: 0 };
@@ -92,11 +100,19 @@ class FakeDelivery implements Delivery {
   }
 }
 
+/**
+ * Which path the dispatcher takes for a one-session message: with the directory cache warm, a session no
+ * other node holds takes the callback fast path; with it cold, everything takes the general path. The
+ * outcomes must not depend on it, so the outcome tests run both ways.
+ */
+let cacheWarm = true;
+
 function setup(options: { inbox?: Inbox } = {}) {
   const config = loadConfig({});
   const metrics = new Metrics({ defaultMetrics: false });
   const gateway = new FakeGateway();
   const cluster = new FakeCluster();
+  cluster.cacheWarm = cacheWarm;
   const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { expired: () => {}, evicted: () => {} });
   const dispatcher = new Dispatcher({
     ackHoldMs: 200,
@@ -124,7 +140,16 @@ function setup(options: { inbox?: Inbox } = {}) {
   return { gateway, cluster, inbox, metrics, dispatcher, send, count };
 }
 
-describe('dispatcher outcomes', () => {
+describe.each([
+  ['fast path (directory cache warm)', true],
+  ['general path (directory cache cold)', false],
+])('dispatcher outcomes, %s', (_path, warm) => {
+  beforeEach(() => {
+    cacheWarm = warm;
+  });
+  afterEach(() => {
+    cacheWarm = true;
+  });
   it('acks a reliable session message once a local socket acked it', async () => {
     const { gateway, send, count, inbox } = setup();
     gateway.answers.set('s1', 'delivered');
