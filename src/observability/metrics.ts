@@ -1,5 +1,6 @@
 import { readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 export type Target = 'session' | 'group' | 'broadcast';
@@ -58,6 +59,18 @@ export class Metrics {
     help: 'Broker messages taken by this node and not yet acked',
     registers: [this.registry],
     collect: (): void => this.inflight.set(this.inflightSource()),
+  });
+  /** Cumulative time the event loop ran callbacks (performance.eventLoopUtilization), read at scrape time. */
+  private loopBusyMs = 0;
+  readonly eventLoopBusy: Counter = new Counter({
+    name: 'pushcenter_event_loop_busy_seconds_total',
+    help: 'Time the event loop spent running callbacks rather than waiting; its rate is the loop utilization (1: saturated)',
+    registers: [this.registry],
+    collect: (): void => {
+      const busyMs = performance.eventLoopUtilization().active;
+      if (busyMs > this.loopBusyMs) this.eventLoopBusy.inc((busyMs - this.loopBusyMs) / 1000);
+      this.loopBusyMs = busyMs;
+    },
   });
   readonly consumerPaused = new Gauge({
     name: 'pushcenter_consumer_paused',

@@ -53,4 +53,21 @@ describe('backpressure', () => {
     monitor.check(500, 5000);
     expect(calls).toEqual(['pause']);
   });
+
+  it('counts the time the event loop was busy, so its rate is the loop utilization', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    const busy = async () => (await metrics.eventLoopBusy.get()).values[0]?.value ?? 0;
+    const before = await busy();
+    const until = Date.now() + 120;
+    while (Date.now() < until) {
+      // keep the loop busy for 120 ms
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    const spent = (await busy()) - before;
+    expect(spent).toBeGreaterThanOrEqual(0.1);
+    expect(spent).toBeLessThan(5);
+    const idleBefore = await busy();
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await busy()) - idleBefore).toBeLessThan(0.1);
+  });
 });
