@@ -35,11 +35,14 @@ export interface NodeFigures {
   backpressure: Record<string, number>;
   received: number;
   invalid: number;
+  /** `pushcenter_event_loop_busy_seconds_total`, summed over the nodes. */
+  loopBusySeconds: number;
 }
 
 export function nodeFigures(samples: Sample[]): NodeFigures {
   const figures: NodeFigures = {
     paused: 0, inflight: 0, connected: 0, rssBytes: 0, deliveries: {}, inbox: {}, backpressure: {}, received: 0, invalid: 0,
+    loopBusySeconds: 0,
   };
   for (const { name, labels, value } of samples) {
     switch (name) {
@@ -49,6 +52,7 @@ export function nodeFigures(samples: Sample[]): NodeFigures {
       case 'process_resident_memory_bytes': figures.rssBytes = value; break;
       case 'pushcenter_messages_received_total': figures.received += value; break;
       case 'pushcenter_messages_invalid_total': figures.invalid += value; break;
+      case 'pushcenter_event_loop_busy_seconds_total': figures.loopBusySeconds += value; break;
       case 'pushcenter_deliveries_total': add(figures.deliveries, `${labels.target}:${labels.mode}:${labels.outcome}`, value); break;
       case 'pushcenter_inbox_total': add(figures.inbox, labels.op ?? '', value); break;
       case 'pushcenter_backpressure_events_total': add(figures.backpressure, labels.reason ?? '', value); break;
@@ -72,6 +76,7 @@ export function sumFigures(list: NodeFigures[]): NodeFigures {
     total.rssBytes += f.rssBytes;
     total.received += f.received;
     total.invalid += f.invalid;
+    total.loopBusySeconds += f.loopBusySeconds;
     for (const [key, value] of Object.entries(f.deliveries)) add(total.deliveries, key, value);
     for (const [key, value] of Object.entries(f.inbox)) add(total.inbox, key, value);
     for (const [key, value] of Object.entries(f.backpressure)) add(total.backpressure, key, value);

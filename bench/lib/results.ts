@@ -70,6 +70,11 @@ export interface PhaseResult {
   queueDepthMax: number | undefined;
   clientDisconnects: number;
   cpu: CpuShare | undefined;
+  /**
+   * push-center's event-loop utilization over the measured window (0–1, mean over its nodes), from
+   * `pushcenter_event_loop_busy_seconds_total`: 1 means the loop never waited, so push-center set the pace.
+   */
+  loopBusy?: number | undefined;
   /** push-center's own counters over the phase (deltas). */
   pushCenter: {
     deliveries: Record<string, number>;
