@@ -58,7 +58,6 @@ export class Dispatcher {
       notification = this.parse(delivery);
     } catch (err) {
       this.failed(delivery, err);
-      this.finished();
       return;
     }
     if (notification === undefined) return; // invalid: being dead-lettered
@@ -67,10 +66,7 @@ export class Dispatcher {
     if (this.fastPath(delivery, notification)) return;
     this.dispatch(notification).then(
       (final) => this.settle(delivery, final),
-      (err: unknown) => {
-        this.failed(delivery, err);
-        this.finished();
-      },
+      (err: unknown) => this.failed(delivery, err),
     );
   };
 
@@ -90,10 +86,7 @@ export class Dispatcher {
       'invalid notification dead-lettered');
     delivery.deadLetter(parsed.error.reason, parsed.error.message).then(
       () => this.finished(),
-      (err: unknown) => {
-        this.failed(delivery, err);
-        this.finished();
-      },
+      (err: unknown) => this.failed(delivery, err),
     );
     return undefined;
   }
@@ -104,9 +97,11 @@ export class Dispatcher {
     this.finished();
   }
 
+  /** Something threw: the message goes back to the queue, and it is no longer being handled. */
   private failed(delivery: Delivery, err: unknown): void {
     this.deps.logger.error({ err }, 'dispatch failed; the message goes back to the queue');
     delivery.requeue();
+    this.finished();
   }
 
   private finished(): void {
@@ -140,10 +135,7 @@ export class Dispatcher {
       const delivered = outcome === 'held' ? new Promise<boolean>((resolve) => (late = resolve)) : Promise.resolve(false);
       this.afterMiss(sessionId, n, envelope, outcome, delivered, local === 'no_sockets', remotes).then(
         (final) => this.settle(delivery, final),
-        (err: unknown) => {
-          this.failed(delivery, err);
-          this.finished();
-        },
+        (err: unknown) => this.failed(delivery, err),
       );
     };
     const hold = setTimeout(() => {
