@@ -121,42 +121,65 @@ export class Dispatcher {
     if (remotes === undefined || remotes.length > 0) return false;
     const { gateway, metrics } = this.deps;
     const envelope = toEnvelope(n);
-    if (!n.reliable) {
-      gateway.offerToSession(sessionId, envelope, (local) => {
-        metrics.delivery('session', false, local === 'delivered' ? 'delivered' : 'dropped');
-        if (local === 'delivered') metrics.latency(false, n.enqueuedAt);
-        this.settle(delivery, true);
-      });
-      return true;
-    }
-    let decided = false;
-    let late: ((delivered: boolean) => void) | undefined;
-    const miss = (outcome: false | 'held', local: LocalOutcome | undefined) => {
-      const delivered = outcome === 'held' ? new Promise<boolean>((resolve) => (late = resolve)) : Promise.resolve(false);
-      this.afterMiss(sessionId, n, envelope, outcome, delivered, local === 'no_sockets', remotes).then(
-        (final) => this.settle(delivery, final),
-        (err: unknown) => this.failed(delivery, err),
-      );
+    let ended = false;
+    let hold: NodeJS.Timeout | undefined;
+    // Settles the delivery once: whatever throws after its outcome is known changes nothing; a throw
+    // before sends the message back to the queue, as on the general path.
+    const end = (final: boolean, err?: unknown): void => {
+      if (ended) return;
+      ended = true;
+      if (err === undefined) this.settle(delivery, final);
+      else this.failed(delivery, err);
     };
-    const hold = setTimeout(() => {
-      decided = true;
-      miss('held', undefined);
-    }, this.deps.ackHoldMs);
-    gateway.offerToSession(sessionId, envelope, (local) => {
-      if (decided) {
-        late?.(local === 'delivered');
-        return;
+    try {
+      if (!n.reliable) {
+        gateway.offerToSession(sessionId, envelope, (local) => {
+          try {
+            metrics.delivery('session', false, local === 'delivered' ? 'delivered' : 'dropped');
+            if (local === 'delivered') metrics.latency(false, n.enqueuedAt);
+            end(true);
+          } catch (err) {
+            end(false, err);
+          }
+        });
+        return true;
       }
-      decided = true;
+      let decided = false;
+      let late: ((delivered: boolean) => void) | undefined;
+      const miss = (outcome: false | 'held', local: LocalOutcome | undefined) => {
+        const delivered = outcome === 'held' ? new Promise<boolean>((resolve) => (late = resolve)) : Promise.resolve(false);
+        this.afterMiss(sessionId, n, envelope, outcome, delivered, local === 'no_sockets', remotes).then(
+          (final) => end(final),
+          (err: unknown) => end(false, err),
+        );
+      };
+      hold = setTimeout(() => {
+        decided = true;
+        miss('held', undefined);
+      }, this.deps.ackHoldMs);
+      gateway.offerToSession(sessionId, envelope, (local) => {
+        try {
+          if (decided) {
+            late?.(local === 'delivered');
+            return;
+          }
+          decided = true;
+          clearTimeout(hold);
+          if (local === 'delivered') {
+            metrics.delivery('session', true, 'delivered');
+            metrics.latency(true, n.enqueuedAt);
+            end(true);
+          } else {
+            miss(false, local);
+          }
+        } catch (err) {
+          end(false, err);
+        }
+      });
+    } catch (err) {
       clearTimeout(hold);
-      if (local === 'delivered') {
-        metrics.delivery('session', true, 'delivered');
-        metrics.latency(true, n.enqueuedAt);
-        this.settle(delivery, true);
-      } else {
-        miss(false, local);
-      }
-    });
+      end(false, err);
+    }
     return true;
   }
 

@@ -19,6 +19,8 @@ class FakeGateway {
   emitted: Array<{ to: string; envelope: Envelope }> = [];
   replayed: string[] = [];
   online = new Set<string>();
+  /** Sessions whose sockets throw when offered a message (a bug in a lower layer). */
+  throwing = new Set<string>();
   async deliverToSession(sessionId: string, envelope: Envelope): Promise<LocalOutcome> {
     const outcome = this.answers.get(sessionId) ?? 'no_sockets';
     if (outcome !== 'no_sockets') this.emitted.push({ to: `session:${sessionId}`, envelope });
@@ -27,6 +29,7 @@ class FakeGateway {
     return outcome;
   }
   offerToSession(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
+    if (this.throwing.has(sessionId)) throw new Error(`socket of ${sessionId} threw`);
     void this.deliverToSession(sessionId, envelope).then(done);
   }
   emitToGroup(group: string, envelope: Envelope): void {
@@ -278,6 +281,21 @@ describe.each([
     await send({ session: 's', data: 1, delivery: 'volatile' }, { source: 'http' });
     const received = await metrics.messagesReceived.get();
     expect(received.values).toEqual([expect.objectContaining({ labels: { source: 'amqp' }, value: 1 })]);
+  });
+});
+
+describe('dispatcher fast path faults', () => {
+  it('sends a message back to the queue when delivering it throws, and stores nothing later', async () => {
+    const { gateway, send, inbox, dispatcher } = setup();
+    gateway.throwing.add('s1');
+    for (const delivery of ['reliable', 'volatile']) {
+      const sent = await send({ id: `m-${delivery}`, session: 's1', data: 1, delivery });
+      expect(sent.settled).toEqual(['requeue']);
+    }
+    expect(dispatcher.inflight).toBe(0);
+    // The reliable message's hold time (200 ms here) passes: it must not go to the inbox as well.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await inbox.size('s1')).toBe(0);
   });
 });
 
