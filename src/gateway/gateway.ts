@@ -55,6 +55,11 @@ const pendingAcks = new WeakMap<PushSocket, Map<PendingAck, number>>();
 const fellBehind = new WeakSet<PushSocket>();
 /** The session whose inbox is being replayed to a socket now (one replay per socket at a time). */
 const replaying = new WeakMap<PushSocket, string>();
+/**
+ * Sockets asked for a replay while theirs was running: a message stored after the running replay's last
+ * read would otherwise wait for the next registration, so that replay reads once more before it ends.
+ */
+const replayAgain = new WeakSet<PushSocket>();
 const GROUP_ROOM = 'g:';
 
 /**
@@ -377,12 +382,20 @@ export class Gateway {
     const { inbox, metrics, logger, options } = this.deps;
     const current = () => socket.connected && socket.data.sessionId === sessionId;
     // The replay running for this socket and session reads the inbox again until it is empty.
-    if (replaying.get(socket) === sessionId) return;
+    if (replaying.get(socket) === sessionId) {
+      replayAgain.add(socket);
+      return;
+    }
     replaying.set(socket, sessionId);
     try {
       while (current()) {
+        replayAgain.delete(socket);
         const entries = await inbox.read(sessionId, options.maxPending);
-        if (entries.length === 0 || !current()) return;
+        if (!current()) return;
+        if (entries.length === 0) {
+          if (replayAgain.has(socket)) continue;
+          return;
+        }
         const acks = await Promise.all(entries.map((entry) => this.offer(socket, entry)));
         const acked = entries.filter((_, i) => acks[i]);
         await Promise.all(acked.map((entry) => inbox.remove(sessionId, entry.id)));

@@ -1,0 +1,73 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Inbox, InboxEntry } from '../../src/inbox/inbox.js';
+import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
+import { closeClients, collect, connectClient, register, sleep, startNode, until, type Running } from '../support/harness.js';
+
+/** A memory inbox whose reads can be held: the entries are read at once, handed over when released. */
+class HeldInbox implements Inbox {
+  readonly inner = new MemoryInbox({ maxPerSession: 100 }, { expired: () => {}, evicted: () => {} });
+  reads = 0;
+  private held: Promise<void> | undefined;
+  private release: (() => void) | undefined;
+
+  hold(): void {
+    this.held = new Promise((resolve) => (this.release = resolve));
+  }
+
+  let(): void {
+    this.release?.();
+    this.held = undefined;
+  }
+
+  async read(sessionId: string, limit: number): Promise<InboxEntry[]> {
+    const entries = await this.inner.read(sessionId, limit);
+    this.reads += 1;
+    if (this.held) await this.held;
+    return entries;
+  }
+
+  store(sessionId: string, entry: InboxEntry): Promise<void> {
+    return this.inner.store(sessionId, entry);
+  }
+
+  remove(sessionId: string, id: string): Promise<boolean> {
+    return this.inner.remove(sessionId, id);
+  }
+
+  size(sessionId: string): Promise<number> {
+    return this.inner.size(sessionId);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+let node: Running | undefined;
+afterEach(async () => {
+  closeClients();
+  await node?.close();
+  node = undefined;
+});
+
+describe('inbox replay', () => {
+  it('a replay asked for while one runs is not lost: what was stored after its last read follows', async () => {
+    const inbox = new HeldInbox();
+    node = await startNode({}, { inbox });
+    const socket = await connectClient(node.url);
+    const received = collect(socket);
+    inbox.hold();
+    // Registering replays the inbox: its read sees an empty inbox and is held there.
+    expect((await register(socket, { sessionId: 'racer' })).ok).toBe(true);
+    await until(() => inbox.reads, (n) => n >= 1);
+    // Meanwhile a message is stored for the session, and its sockets are asked to replay (as the
+    // dispatcher does when the session registered while the message was on its way to the inbox).
+    await inbox.store('racer', { id: 'late', event: 'message', data: 1, sentAt: Date.now(), reliable: true, expiresAt: Date.now() + 60_000 });
+    node.app.gateway.replaySession('racer');
+    inbox.let();
+    await until(() => received.map((r) => r.envelope.id), (ids) => ids.includes('late'));
+    await until(() => inbox.size('racer'), (n) => n === 0);
+    await sleep(50);
+    expect(received.map((r) => r.envelope.id)).toEqual(['late']);
+  });
+});
