@@ -137,7 +137,17 @@ describe('failures and restarts', () => {
     await until(seen, (n) => n >= 800, 30_000);
     await c.stop('B', 'SIGKILL');
     await publishing;
-    await until(seen, (n) => n === total, 60_000);
+    await until(seen, (n) => n === total, 60_000).catch(async (err: Error) => {
+      // Say where the missing ones are: still in their session's inbox (not replayed), or nowhere.
+      const got = new Set(all.flatMap((t) => t.ids()));
+      const missing = Array.from({ length: total }, (_, i) => i).filter((i) => !got.has(`k-${i}`));
+      const where = await Promise.all(missing.slice(0, 10).map(async (i) => {
+        const session = sessions[i % sessions.length]!;
+        const state = await getJson(c.url('A'), `/v1/sessions/${session}`);
+        return `k-${i} (${session}: ${JSON.stringify(state.body)})`;
+      }));
+      throw new Error(`${err.message}; missing ${missing.length}: ${where.join(', ')}`);
+    });
     const receipts = all.reduce((sum, t) => sum + t.received.length, 0);
     // Duplicates are allowed (at-least-once) and reported, not hidden.
     console.info(`kill -9 during 5000 reliable messages: ${total} unique ids delivered, ${receipts - total} duplicates`);
