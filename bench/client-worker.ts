@@ -6,7 +6,8 @@ import type { BenchData } from './lib/payload.js';
 
 /**
  * One process of simulated browser sessions. Connects its share of the clients over websocket (with
- * the lean socket.io client of `lib/lean-socket.ts`, or with socket.io-client itself) in bounded batches, registers each (`register` with an ack), and then counts every envelope by message
+ * the lean socket.io client of `lib/lean-socket.ts`, or with socket.io-client itself) in bounded
+ * batches, registers each (`register` with an ack), and then counts every envelope by message
  * (per client, so duplicates show), acks reliable ones at once, and measures publish → receive latency
  * from `data.t`. Reports to the parent every 100 ms. Exits on `stop`, when the parent goes away, or when
  * the parent's heartbeats stop.

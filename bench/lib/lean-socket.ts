@@ -133,8 +133,9 @@ export class LeanSocket {
       const id = i > 2 ? Number(text.slice(2, i)) : undefined;
       const args = JSON.parse(text.slice(i)) as unknown[];
       if (packetType === 0x33) {
-        if (id !== undefined) this.waiting.get(id)?.(args);
-        if (id !== undefined) this.waiting.delete(id);
+        if (id === undefined) return;
+        this.waiting.get(id)?.(args);
+        this.waiting.delete(id);
         return;
       }
       const handler = this.handlers.get(args[0] as string);
