@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { Children } from './lib/children.js';
+import { Children, scheduleSelfAsBatch } from './lib/children.js';
 import { checkServices, gitFacts, machineFacts, type ServiceVersions } from './lib/infra.js';
 import { servicePids } from './lib/metrics.js';
 import { parseOptions, USAGE, UsageError, type Options } from './lib/options.js';
@@ -63,6 +63,16 @@ async function main(): Promise<number> {
   const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const machine = machineFacts();
   warnAboutLimits(options, machine.openFilesLimit);
+  let loadSched: 'SCHED_BATCH' | 'normal' = 'normal';
+  if (options.loadSched === 'batch') {
+    const why = scheduleSelfAsBatch();
+    if (why === undefined) {
+      children.scheduleLoadAsBatch();
+      loadSched = 'SCHED_BATCH';
+    } else {
+      print(`warning: the load generator runs with the normal scheduling policy: SCHED_BATCH failed (${why})`);
+    }
+  }
 
   let versions: ServiceVersions;
   try {
@@ -161,6 +171,7 @@ async function main(): Promise<number> {
       server: options.server === 'dist' ? 'dist/ (node dist/main.js)' : 'src/ (tsx)',
       quick: options.quick,
       serverEnv: options.serverEnv,
+      loadSched,
     },
     targets: results,
   };

@@ -1,4 +1,4 @@
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 
 /**
  * Every process the bench starts, so that all of them are killed by pid when the bench ends, fails or
@@ -22,13 +22,28 @@ export interface Child {
 }
 
 const OUTPUT_LINES = 200;
+const CHRT = 'chrt';
+
+/** What a child is to the run: a system under test, or part of the load generator (client workers). */
+export type Role = 'server' | 'load';
 
 export class Children {
   private readonly live = new Map<number, Child>();
+  /**
+   * Set when the bench process runs under SCHED_BATCH: children would inherit it, so each starts
+   * through `chrt` with its role's policy (servers the normal one, the load generator SCHED_BATCH).
+   */
+  private batchLoad = false;
+
+  /** From now on the load generator's children run under SCHED_BATCH and the servers normally. */
+  scheduleLoadAsBatch(): void {
+    this.batchLoad = true;
+  }
 
   /** A Node.js process without IPC (push-center). */
-  spawnNode(name: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Child {
-    const child = spawn(process.execPath, ['--import', PARENT_GUARD, ...args], {
+  spawnNode(name: string, args: string[], env: NodeJS.ProcessEnv, cwd: string, role: Role = 'server'): Child {
+    const [command, prefix] = this.launcher(role);
+    const child = spawn(command, [...prefix, '--import', PARENT_GUARD, ...args], {
       cwd,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -37,14 +52,22 @@ export class Children {
   }
 
   /** A Node.js module with an IPC channel (client workers, peers). */
-  fork(name: string, modulePath: string, env: NodeJS.ProcessEnv, cwd: string): Child {
+  fork(name: string, modulePath: string, env: NodeJS.ProcessEnv, cwd: string, role: Role = 'server'): Child {
+    const [command, prefix] = this.launcher(role);
     const child = fork(modulePath, [], {
       cwd,
       env,
-      execArgv: ['--import', PARENT_GUARD],
+      execPath: command,
+      execArgv: [...prefix, '--import', PARENT_GUARD],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     return this.track(name, child);
+  }
+
+  /** The program to start and the arguments before Node.js's own (chrt replaces itself with node). */
+  private launcher(role: Role): [string, string[]] {
+    if (!this.batchLoad) return [process.execPath, []];
+    return [CHRT, [role === 'load' ? '--batch' : '--other', '0', process.execPath]];
   }
 
   /**
@@ -126,4 +149,15 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   } catch {
     // Already gone.
   }
+}
+
+/**
+ * Puts every thread of this process under SCHED_BATCH (util-linux `chrt`): a thread woken by a message
+ * then waits for its turn instead of preempting the one that sent it. Undefined when done, else why not.
+ */
+export function scheduleSelfAsBatch(): string | undefined {
+  const run = spawnSync(CHRT, ['--all-tasks', '--batch', '--pid', '0', String(process.pid)], { encoding: 'utf8' });
+  if (run.error) return `${CHRT}: ${run.error.message}`;
+  if (run.status !== 0) return run.stderr.trim() || `${CHRT} exited with ${run.status}`;
+  return undefined;
 }

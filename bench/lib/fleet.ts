@@ -42,7 +42,7 @@ export class ClientFleet {
   static start(children: Children, options: FleetOptions): ClientFleet {
     const fleet = new ClientFleet(children, options);
     for (let w = 0; w < options.workers; w++) {
-      const child = children.fork(`client-worker-${w}`, options.workerModule, { ...process.env }, options.cwd);
+      const child = children.fork(`client-worker-${w}`, options.workerModule, { ...process.env }, options.cwd, 'load');
       child.process.on('message', (report: WorkerReport) => fleet.onReport(w, report));
       fleet.workers.push(child);
     }

@@ -37,12 +37,18 @@ export interface NodeFigures {
   invalid: number;
   /** `pushcenter_event_loop_busy_seconds_total`, summed over the nodes. */
   loopBusySeconds: number;
+  /** Time spent in garbage collection (`nodejs_gc_duration_seconds_sum`, every kind). */
+  gcSeconds: number;
+  /** Collections that took longer than 100 ms (from the histogram's 0.1 s bucket). */
+  gcOver100ms: number;
+  /** Longest event-loop delay since the previous scrape (`nodejs_eventloop_lag_max_seconds`). */
+  loopLagMaxSeconds: number;
 }
 
 export function nodeFigures(samples: Sample[]): NodeFigures {
   const figures: NodeFigures = {
     paused: 0, inflight: 0, connected: 0, rssBytes: 0, deliveries: {}, inbox: {}, backpressure: {}, received: 0, invalid: 0,
-    loopBusySeconds: 0,
+    loopBusySeconds: 0, gcSeconds: 0, gcOver100ms: 0, loopLagMaxSeconds: 0,
   };
   for (const { name, labels, value } of samples) {
     switch (name) {
@@ -53,6 +59,10 @@ export function nodeFigures(samples: Sample[]): NodeFigures {
       case 'pushcenter_messages_received_total': figures.received += value; break;
       case 'pushcenter_messages_invalid_total': figures.invalid += value; break;
       case 'pushcenter_event_loop_busy_seconds_total': figures.loopBusySeconds += value; break;
+      case 'nodejs_gc_duration_seconds_sum': figures.gcSeconds += value; break;
+      case 'nodejs_gc_duration_seconds_count': figures.gcOver100ms += value; break;
+      case 'nodejs_gc_duration_seconds_bucket': if (labels.le === '0.1') figures.gcOver100ms -= value; break;
+      case 'nodejs_eventloop_lag_max_seconds': figures.loopLagMaxSeconds = Math.max(figures.loopLagMaxSeconds, value); break;
       case 'pushcenter_deliveries_total': add(figures.deliveries, `${labels.target}:${labels.mode}:${labels.outcome}`, value); break;
       case 'pushcenter_inbox_total': add(figures.inbox, labels.op ?? '', value); break;
       case 'pushcenter_backpressure_events_total': add(figures.backpressure, labels.reason ?? '', value); break;
@@ -77,6 +87,9 @@ export function sumFigures(list: NodeFigures[]): NodeFigures {
     total.received += f.received;
     total.invalid += f.invalid;
     total.loopBusySeconds += f.loopBusySeconds;
+    total.gcSeconds += f.gcSeconds;
+    total.gcOver100ms += f.gcOver100ms;
+    total.loopLagMaxSeconds = Math.max(total.loopLagMaxSeconds, f.loopLagMaxSeconds);
     for (const [key, value] of Object.entries(f.deliveries)) add(total.deliveries, key, value);
     for (const [key, value] of Object.entries(f.inbox)) add(total.inbox, key, value);
     for (const [key, value] of Object.entries(f.backpressure)) add(total.backpressure, key, value);

@@ -25,6 +25,11 @@ export interface Options {
   build: boolean;
   profile: boolean;
   serverEnv: Record<string, string>;
+  /**
+   * Scheduling policy of the load generator (client workers, and the bench process, which publishes):
+   * `batch` (SCHED_BATCH) keeps it from preempting the servers each time a message wakes it.
+   */
+  loadSched: 'batch' | 'normal';
 }
 
 /** How push-center nodes run unless --server-env NODE_OPTIONS says otherwise. */
@@ -52,6 +57,10 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --no-build           with --server dist: use dist/ as it is
   --server-env K=V     extra environment for push-center nodes (repeatable), e.g. SOCKET_MAX_PENDING=200;
                        NODE_OPTIONS defaults to ${SERVER_NODE_OPTIONS} (the heap limit README recommends)
+  --load-sched batch|normal
+                       scheduling policy of the client workers and the publishing bench process:
+                       batch (SCHED_BATCH, default) stops them from preempting the servers at every
+                       message that wakes them, as remote browsers and backends never would
   --profile            write V8 CPU profiles of the push-center nodes to <out>/profiles
   --help               this text
 `;
@@ -69,7 +78,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       flags.add(name);
       continue;
     }
-    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env'].includes(name)) {
+    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched'].includes(name)) {
       throw new UsageError(`unknown option --${name}`);
     }
     const value = inline ?? argv[++i];
@@ -102,6 +111,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (server !== 'dist' && server !== 'src') throw new UsageError('--server must be dist or src');
   const client = last('client') ?? 'lean';
   if (client !== 'lean' && client !== 'socket.io') throw new UsageError('--client must be lean or socket.io');
+  const loadSched = last('load-sched') ?? 'batch';
+  if (loadSched !== 'batch' && loadSched !== 'normal') throw new UsageError('--load-sched must be batch or normal');
   // The heap limit README (Operating, Memory) tells operators to set; --server-env NODE_OPTIONS=… replaces it.
   const serverEnv: Record<string, string> = { NODE_OPTIONS: SERVER_NODE_OPTIONS };
   for (const pair of values.get('server-env') ?? []) {
@@ -131,5 +142,6 @@ export function parseOptions(argv: string[]): Options | 'help' {
     build: !flags.has('no-build'),
     profile: flags.has('profile'),
     serverEnv,
+    loadSched,
   };
 }

@@ -31,6 +31,8 @@ export function markdown(results: RunResults): string {
     lines.push(...scenarioTable(results, scenario), '');
     for (const note of scenarioNotes(results, scenario)) lines.push(`- ${note}`);
     if (scenarioNotes(results, scenario).length > 0) lines.push('');
+    const budget = cpuTable(results, scenario);
+    if (budget.length > 0) lines.push(`CPU at the maximum rate, per process (% of one core; ${CORES_NOTE}):`, '', ...budget, '');
   }
   const checks = targetChecks(results);
   if (checks.length > 0) {
@@ -48,6 +50,8 @@ export function terminalSummary(results: RunResults): string {
     lines.push(`${SCENARIO_TITLES[scenario]}`);
     lines.push(...scenarioTable(results, scenario));
     for (const note of scenarioNotes(results, scenario)) lines.push(`  ${note}`);
+    const budget = cpuTable(results, scenario);
+    if (budget.length > 0) lines.push(`CPU at the maximum rate, per process (% of one core; ${CORES_NOTE}):`, ...budget);
     lines.push('');
   }
   const checks = targetChecks(results);
@@ -67,7 +71,8 @@ function facts(r: RunResults): string[] {
     `Load average at start ${m.loadAverageAtStart.join(' / ')}, at end ${m.loadAverageAtEnd.join(' / ')}`,
     `Settings: ${s.clients.toLocaleString('en-US')} websocket clients (${s.client ?? 'socket.io-client'}) in ${s.workers} processes, ${s.payloadBytes}-byte payloads` +
       `${s.persistent ? ' (persistent)' : ''}, prefetch ${s.prefetch}; per system ${s.durationS} s at the maximum rate and ` +
-      `${s.halfRateDurationS} s at half of it; overload ${s.overloadDurationS} s; push-center from ${s.server}${env ? ` with ${env}` : ''}`,
+      `${s.halfRateDurationS} s at half of it; overload ${s.overloadDurationS} s; push-center from ${s.server}${env ? ` with ${env}` : ''}` +
+      (s.loadSched === 'SCHED_BATCH' ? '; load generator (client workers, publisher) under SCHED_BATCH' : ''),
   ];
 }
 
@@ -130,6 +135,28 @@ function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
     ];
   });
   return table(header, rows);
+}
+
+const CORES_NOTE = 'the machine has 100 per core) and µs of CPU per delivered message';
+
+/**
+ * Where the machine's CPU went at the maximum rate: each party's share and its cost per delivered
+ * message. With everything on one machine, the sum of the costs bounds the rate: 1 s × cores ÷ Σ µs.
+ */
+export function cpuTable(results: RunResults, scenario: ScenarioName): string[] {
+  if (scenario !== 'reliable' && scenario !== 'volatile' && scenario !== 'two-nodes') return [];
+  const rows: string[][] = [];
+  for (const t of results.targets.filter((x) => x.scenario === scenario)) {
+    const max = phase(t, 'max');
+    if (!max?.cpu || !(max.deliveredPerS > 0)) continue;
+    const c = max.cpu;
+    const servers = c.server + c.helpers;
+    const total = servers + c.clients + c.rabbitmq + c.redis + c.bench;
+    const cell = (share: number) => `${share} % · ${Math.round((share / 100) * 1e6 / max.deliveredPerS)}`;
+    rows.push([t.system, num(max.deliveredPerS), cell(servers), cell(c.clients), cell(c.rabbitmq), cell(c.redis), cell(c.bench), cell(total)]);
+  }
+  if (rows.length === 0) return [];
+  return table(['system', 'msgs/s', 'system under test', 'clients', 'RabbitMQ', 'Redis', 'bench (publisher)', 'all'], rows);
 }
 
 function overloadTable(targets: TargetResult[]): string[] {

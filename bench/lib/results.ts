@@ -28,6 +28,8 @@ export interface TimelinePoint {
   inflight: number | undefined;
   /** Seconds the consumer was paused since the phase started. */
   paused: number;
+  /** push-center: the longest event-loop delay in its last scrape's interval (ms). */
+  loopLagMaxMs?: number | undefined;
 }
 
 export interface PhaseResult {
@@ -75,6 +77,10 @@ export interface PhaseResult {
    * `pushcenter_event_loop_busy_seconds_total`: 1 means the loop never waited, so push-center set the pace.
    */
   loopBusy?: number | undefined;
+  /** push-center's garbage collection in the measured window: share of the time, and pauses over 100 ms. */
+  gc?: { share: number; over100ms: number } | undefined;
+  /** The longest event-loop delay push-center reported in the measured window (ms). */
+  loopLagMaxMs?: number | undefined;
   /** push-center's own counters over the phase (deltas). */
   pushCenter: {
     deliveries: Record<string, number>;
@@ -153,6 +159,8 @@ export interface RunResults {
     server: string;
     quick: boolean;
     serverEnv: Record<string, string>;
+    /** The client workers' and the publishing bench process's scheduling policy (absent: older runs, normal). */
+    loadSched?: 'SCHED_BATCH' | 'normal';
   };
   targets: TargetResult[];
 }

@@ -258,6 +258,8 @@ class TargetRun {
   /** Messages delivered per second over the last progress second. */
   private recentRate = 0;
   private pausedAtPhaseStart = 0;
+  /** Longest event-loop delay a scrape reported since `lagMaxFrom` was reset (seconds). */
+  private lagMax = 0;
 
   constructor(
     private readonly env: RunEnv,
@@ -306,6 +308,7 @@ class TargetRun {
       this.lastPausedAt = now;
       this.latest = figures;
       this.latestAt = now;
+      this.lagMax = Math.max(this.lagMax, figures.loopLagMaxSeconds);
     } catch {
       // A node busy or gone: the next scrape tells.
     } finally {
@@ -385,7 +388,9 @@ class TargetRun {
     this.rssMax = this.rssNow ?? 0;
     const figuresM0 = this.latest;
     const figuresM0At = this.latestAt;
+    this.lagMax = 0;
     await everySecond(p.name, p.measureS);
+    const lagMax = this.lagMax;
     const m1 = { at: Date.now(), published: system.publisher.published(), snap: stats.snapshot(), paused: this.pausedSeconds };
     const cpu1 = this.cpuNow();
     const figuresM1 = this.latest;
@@ -442,6 +447,11 @@ class TargetRun {
       loopBusy: figuresM0 && figuresM1 && figuresM1At > figuresM0At
         ? round((figuresM1.loopBusySeconds - figuresM0.loopBusySeconds) / ((figuresM1At - figuresM0At) / 1000) / system.nodeUrls.length, 2)
         : undefined,
+      gc: figuresM0 && figuresM1 && figuresM1At > figuresM0At ? {
+        share: round((figuresM1.gcSeconds - figuresM0.gcSeconds) / ((figuresM1At - figuresM0At) / 1000) / system.nodeUrls.length, 2),
+        over100ms: figuresM1.gcOver100ms - figuresM0.gcOver100ms,
+      } : undefined,
+      loopLagMaxMs: system.nodeUrls.length > 0 ? round(lagMax * 1000) : undefined,
       pushCenter: pcDeliveries && figuresStart && figuresEnd ? {
         deliveries: pcDeliveries,
         inbox: delta(figuresEnd.inbox, figuresStart.inbox),
@@ -454,7 +464,9 @@ class TargetRun {
     };
     const l = result.latency;
     const cpuText = (result.cpu ? `, CPU server ${result.cpu.server} % clients ${result.cpu.clients} % rabbitmq ${result.cpu.rabbitmq} %` : '') +
-      (result.loopBusy !== undefined ? `, push-center event loop busy ${Math.round(result.loopBusy * 100)} %` : '');
+      (result.loopBusy !== undefined ? `, push-center event loop busy ${Math.round(result.loopBusy * 100)} %` : '') +
+      (result.gc ? `, GC ${Math.round(result.gc.share * 100)} % (${result.gc.over100ms} over 100 ms)` : '') +
+      (result.loopLagMaxMs !== undefined ? `, longest loop delay ${result.loopLagMaxMs} ms` : '');
     env.print(`${this.label} ${p.name.padEnd(9)} done: ${fmt(result.deliveredPerS)} msgs/s` +
       (fanout > 1 ? ` (${fmt(result.deliveriesPerS)} deliveries/s)` : '') +
       `, latency p50 ${l.p50} / p99 ${l.p99} / max ${l.max} ms, ${fmt(published)} published, ${fmt(unique)} delivered` +
@@ -534,9 +546,10 @@ class TargetRun {
     const queue = this.system.queue?.depth;
     const paused = this.system.nodeUrls.length > 0 ? this.pausedSeconds - this.pausedAtPhaseStart : undefined;
     const inflight = this.system.nodeUrls.length > 0 ? this.latest?.inflight : undefined;
+    const lagMs = this.system.nodeUrls.length > 0 && this.latest ? round(this.latest.loopLagMaxSeconds * 1000) : undefined;
     timeline.push({
       t: round((now.at - began) / 1000, 1), phase, publishedPerS: round(published), deliveredPerS: round(delivered, 1),
-      p99: round(p99, 1), rssMB: round(rss, 1), queue: queue ?? 0, inflight, paused: round(paused ?? 0, 1),
+      p99: round(p99, 1), rssMB: round(rss, 1), queue: queue ?? 0, inflight, paused: round(paused ?? 0, 1), loopLagMaxMs: lagMs,
     });
     const clock = of > 0 ? `${second}/${of}s` : `${second}s`;
     this.env.print(`${this.label} ${phase.padEnd(9)} ${clock.padStart(7)}  pub ${fmt(published).padStart(7)}/s  ` +
@@ -545,6 +558,7 @@ class TargetRun {
       (queue !== undefined ? `  queue ${fmt(queue)}` : '') +
       (inflight !== undefined ? `  inflight ${fmt(inflight)}` : '') +
       (paused !== undefined ? `  paused ${paused.toFixed(1)} s` : '') +
+      (lagMs !== undefined ? `  loop delay ${lagMs} ms` : '') +
       (this.plan.clients > 0 && now.snap.disconnects > 0 ? `  disconnects ${fmt(now.snap.disconnects)}` : ''));
     return now;
   }

@@ -1,0 +1,126 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Children, type Child } from '../../bench/lib/children.js';
+import { parseOptions, UsageError, type Options } from '../../bench/lib/options.js';
+import { cpuTable } from '../../bench/lib/report.js';
+import type { RunResults } from '../../bench/lib/results.js';
+
+/**
+ * The bench's own machinery where a mistake would silently change what is measured: the scheduling
+ * policy of the load generator and of the systems under test, and the CPU budget it reports.
+ */
+
+const ROOT = path.resolve(import.meta.dirname, '../..');
+const SCHED_OTHER = 0;
+const SCHED_BATCH = 3;
+
+function policyOf(pid: number | 'self'): number {
+  const match = /^policy\s*:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/sched`, 'utf8'));
+  if (!match) throw new Error(`no policy line in /proc/${pid}/sched`);
+  return Number(match[1]);
+}
+
+function options(argv: string[]): Options {
+  const parsed = parseOptions(argv);
+  if (parsed === 'help') throw new Error('unexpected help');
+  return parsed;
+}
+
+describe('--load-sched', () => {
+  it('defaults to batch, takes normal, and refuses anything else by name', () => {
+    expect(options([]).loadSched).toBe('batch');
+    expect(options(['--load-sched', 'normal']).loadSched).toBe('normal');
+    expect(options(['--load-sched=batch']).loadSched).toBe('batch');
+    expect(() => options(['--load-sched', 'fifo'])).toThrow(UsageError);
+    expect(() => options(['--load-sched', 'fifo'])).toThrow('--load-sched must be batch or normal');
+  });
+});
+
+describe('scheduling policy of the bench children', () => {
+  const children = new Children();
+  const dirs: string[] = [];
+  afterEach(async () => {
+    children.killAll();
+    await children.allExited();
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A child that says `ready` (IPC, or a line on stdout) and then waits to be killed. */
+  function script(): string {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'pc-sched-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'child.mjs');
+    writeFileSync(file, "if (process.send) process.send('ready'); else console.log('ready');\nsetInterval(() => {}, 1000);\n");
+    return file;
+  }
+
+  function ready(child: Child): Promise<void> {
+    return new Promise((resolve, reject) => {
+      child.process.once('message', () => resolve());
+      child.process.stdout?.once('data', () => resolve());
+      void child.exited.then(() => reject(new Error(`${child.name} exited: ${child.output()}`)));
+    });
+  }
+
+  it('runs the load generator under SCHED_BATCH and the servers under the normal policy once asked', async () => {
+    const file = script();
+    children.scheduleLoadAsBatch();
+    const load = children.fork('load', file, process.env, ROOT, 'load');
+    const forkedServer = children.fork('peer', file, process.env, ROOT);
+    const server = children.spawnNode('server', [file], process.env, ROOT);
+    await Promise.all([ready(load), ready(forkedServer), ready(server)]);
+    expect(policyOf(load.pid)).toBe(SCHED_BATCH);
+    expect(policyOf(forkedServer.pid)).toBe(SCHED_OTHER);
+    expect(policyOf(server.pid)).toBe(SCHED_OTHER);
+  });
+
+  it('leaves every child with the parent policy when not asked (--load-sched normal)', async () => {
+    const file = script();
+    const load = new Children().fork('load', file, process.env, ROOT, 'load');
+    try {
+      await ready(load);
+      expect(policyOf(load.pid)).toBe(policyOf('self'));
+    } finally {
+      process.kill(load.pid, 'SIGKILL');
+      await load.exited;
+    }
+  });
+
+  it('puts every thread of the calling process under SCHED_BATCH', () => {
+    const code = [
+      "import { readdirSync, readFileSync } from 'node:fs';",
+      "import { scheduleSelfAsBatch } from './bench/lib/children.ts';",
+      'const why = scheduleSelfAsBatch();',
+      "const policies = readdirSync('/proc/self/task').map((tid) => /^policy\\s*:\\s*(\\d+)$/m.exec(readFileSync(`/proc/self/task/${tid}/sched`, 'utf8'))[1]);",
+      'console.log(JSON.stringify({ why: why ?? null, policies }));',
+    ].join('\n');
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: ROOT, encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const { why, policies } = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { why: string | null; policies: string[] };
+    expect(why).toBeNull();
+    expect(policies.length).toBeGreaterThan(1);
+    expect(new Set(policies)).toEqual(new Set([String(SCHED_BATCH)]));
+  });
+});
+
+describe('CPU budget table', () => {
+  it('gives each party its share and its µs of CPU per delivered message, and their sum', () => {
+    const phase = { name: 'max', deliveredPerS: 5_000, cpu: { server: 60, helpers: 5, clients: 30, rabbitmq: 70, redis: 1, bench: 12 } };
+    const results = {
+      targets: [
+        { scenario: 'reliable', system: 'push-center', phases: [phase] },
+        { scenario: 'reliable', system: 'no cpu', phases: [{ name: 'max', deliveredPerS: 100, cpu: undefined }] },
+        { scenario: 'volatile', system: 'elsewhere', phases: [phase] },
+      ],
+    } as unknown as RunResults;
+    const rows = cpuTable(results, 'reliable');
+    expect(rows).toHaveLength(3);
+    const cells = rows[2]!.split('|').map((cell) => cell.trim()).filter(Boolean);
+    // 65 % of a core over 5,000 messages a second is 130 µs each; all parties: 178 % → 356 µs.
+    expect(cells).toEqual(['push-center', '5,000', '65 % · 130', '30 % · 60', '70 % · 140', '1 % · 2', '12 % · 24', '178 % · 356']);
+    expect(cpuTable(results, 'group')).toEqual([]);
+  });
+});
