@@ -57,10 +57,11 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --no-build           with --server dist: use dist/ as it is
   --server-env K=V     extra environment for push-center nodes (repeatable), e.g. SOCKET_MAX_PENDING=200;
                        NODE_OPTIONS defaults to ${SERVER_NODE_OPTIONS} (the heap limit README recommends)
-  --load-sched batch|normal
+  --load-sched normal|batch
                        scheduling policy of the client workers and the publishing bench process:
-                       batch (SCHED_BATCH, default) stops them from preempting the servers at every
-                       message that wakes them, as remote browsers and backends never would
+                       normal (default), or batch (SCHED_BATCH): they no longer preempt the servers at
+                       every message that wakes them, as remote browsers and backends never would,
+                       but a woken client may wait longer for a core, which adds to its latency
   --profile            write V8 CPU profiles of the push-center nodes to <out>/profiles
   --help               this text
 `;
@@ -111,7 +112,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (server !== 'dist' && server !== 'src') throw new UsageError('--server must be dist or src');
   const client = last('client') ?? 'lean';
   if (client !== 'lean' && client !== 'socket.io') throw new UsageError('--client must be lean or socket.io');
-  const loadSched = last('load-sched') ?? 'batch';
+  const loadSched = last('load-sched') ?? 'normal';
   if (loadSched !== 'batch' && loadSched !== 'normal') throw new UsageError('--load-sched must be batch or normal');
   // The heap limit README (Operating, Memory) tells operators to set; --server-env NODE_OPTIONS=… replaces it.
   const serverEnv: Record<string, string> = { NODE_OPTIONS: SERVER_NODE_OPTIONS };

@@ -131,7 +131,7 @@ function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
       max?.loopBusy !== undefined ? String(Math.round(max.loopBusy * 100)) : '',
       ...(scenario === 'two-nodes' ? [forwarded] : []),
       max?.pausedS !== undefined ? max.pausedS.toFixed(1) : '',
-      max ? `${num(sumPhases(t, 'notDelivered'))} / ${num(sumPhases(t, 'duplicates'))}` : '',
+      max ? `${notDelivered(t)} / ${num(sumPhases(t, 'duplicates'))}` : '',
     ];
   });
   return table(header, rows);
@@ -228,6 +228,15 @@ function targetChecks(results: RunResults): string[] {
       `node stayed up ${mark(overload.nodeAlive)}`);
   }
   return checks;
+}
+
+/**
+ * A peer that died takes its count of what it published with it, so more can have arrived than it is
+ * known to have sent: that is unknown, not a negative loss.
+ */
+function notDelivered(t: TargetResult): string {
+  const missing = sumPhases(t, 'notDelivered');
+  return missing < 0 ? 'unknown' : num(missing);
 }
 
 function sumPhases(t: TargetResult, key: 'notDelivered' | 'duplicates'): number {

@@ -30,8 +30,8 @@ function options(argv: string[]): Options {
 }
 
 describe('--load-sched', () => {
-  it('defaults to batch, takes normal, and refuses anything else by name', () => {
-    expect(options([]).loadSched).toBe('batch');
+  it('defaults to normal, takes batch, and refuses anything else by name', () => {
+    expect(options([]).loadSched).toBe('normal');
     expect(options(['--load-sched', 'normal']).loadSched).toBe('normal');
     expect(options(['--load-sched=batch']).loadSched).toBe('batch');
     expect(() => options(['--load-sched', 'fifo'])).toThrow(UsageError);
