@@ -74,8 +74,8 @@ export type PeerReport =
   | { type: 'listening'; port: number }
   | { type: 'failed'; error: string }
   /** Messages the peer sent (generating peers) or processed from Redis (adapter server), cumulative. */
-  | { type: 'progress'; sent: number; processed: number; pending: number }
-  | { type: 'halted'; sent: number; pending: number };
+  | { type: 'progress'; sent: number; processed: number; pending: number; skipped: number }
+  | { type: 'halted'; sent: number; pending: number; skipped: number };
 
 /** A child exits when the parent goes away or stops sending heartbeats for this long. */
 export const HEARTBEAT_TIMEOUT_MS = 30_000;

@@ -19,9 +19,18 @@ export interface Sender {
 
 const BURST = 400;
 const TICK_MS = 2;
+/**
+ * At a fixed rate, how far behind its schedule the sender may fall and still catch up. A sender that
+ * stalled for longer (its process did not run: the bench shares the machine with what it measures)
+ * skips the rest instead of sending it as one burst, which would be a load spike of the bench's own
+ * making rather than the steady rate the phase promises.
+ */
+const CATCH_UP_MS = 20;
 
 export class Pacer {
   sent = 0;
+  /** Sends a fixed-rate plan skipped because the sender had fallen more than CATCH_UP_MS behind. */
+  skipped = 0;
   private plan: PacePlan = { mode: 'max', rate: 0 };
   private timer: NodeJS.Timeout | undefined;
   private running = false;
@@ -67,6 +76,14 @@ export class Pacer {
     let due = mode === 'rate'
       ? Math.floor((rate * (Date.now() - this.startedAt)) / 1000) - (this.sent - this.sentAtStart)
       : Number.POSITIVE_INFINITY;
+    if (mode === 'rate') {
+      const catchUp = Math.max(1, Math.ceil((rate * CATCH_UP_MS) / 1000));
+      if (due > catchUp) {
+        this.skipped += due - catchUp;
+        this.sentAtStart -= due - catchUp;
+        due = catchUp;
+      }
+    }
     let budget = BURST;
     while (budget > 0 && due > 0 && this.sender.hasRoom() && (mode === 'rate' || !gate || gate() > 0)) {
       this.sender.sendNext();

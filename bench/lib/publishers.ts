@@ -21,6 +21,8 @@ export interface Publisher {
   sent(): number;
   /** Publishes that failed (nacked by RabbitMQ). */
   failed(): number;
+  /** Sends a fixed-rate plan skipped because the sender had fallen behind its schedule (see Pacer). */
+  skipped(): number;
   start(plan: PublishPlan): void;
   /** Stops publishing; resolves once every outstanding publish is confirmed (or failed). */
   stop(): Promise<void>;
@@ -91,6 +93,10 @@ export class AmqpPublisher implements Publisher {
 
   failed(): number {
     return this.nacked;
+  }
+
+  skipped(): number {
+    return this.pacer.skipped;
   }
 
   start(plan: PublishPlan): void {
@@ -203,6 +209,10 @@ export class EmitterPublisher implements Publisher {
     return 0;
   }
 
+  skipped(): number {
+    return this.pacer.skipped;
+  }
+
   start(plan: PublishPlan): void {
     this.pacer.start(plan);
   }
@@ -235,9 +245,13 @@ export class EmitterPublisher implements Publisher {
 /** Drives a peer that generates its own messages (the direct socket.io server) over IPC. */
 export class PeerGenerator implements Publisher {
   private emitted = 0;
+  private skippedByPeer = 0;
   private limiter: NodeJS.Timeout | undefined;
   private readonly onReport = (report: PeerReport) => {
-    if (report.type === 'progress' || report.type === 'halted') this.emitted = report.sent;
+    if (report.type === 'progress' || report.type === 'halted') {
+      this.emitted = report.sent;
+      this.skippedByPeer = report.skipped;
+    }
   };
 
   constructor(private readonly peer: Child, private readonly run: Omit<RunCommand, 'type' | 'mode' | 'rate' | 'seqStart'>) {
@@ -254,6 +268,10 @@ export class PeerGenerator implements Publisher {
 
   failed(): number {
     return 0;
+  }
+
+  skipped(): number {
+    return this.skippedByPeer;
   }
 
   start(plan: PublishPlan): void {

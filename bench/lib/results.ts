@@ -49,6 +49,11 @@ export interface PhaseResult {
   /** Over the whole phase, including warm-up and drain. */
   published: number;
   publishFailures: number;
+  /**
+   * Fixed-rate phases: sends the publisher skipped because its process had fallen more than 20 ms
+   * behind the schedule (instead of sending them as one burst). Absent in runs before the third session.
+   */
+  publisherSkipped?: number;
   expectedDeliveries: number;
   received: number;
   unique: number;

@@ -356,6 +356,7 @@ class TargetRun {
     const start = {
       published: system.publisher.published(),
       failed: system.publisher.failed(),
+      skipped: system.publisher.skipped(),
       snap: stats.snapshot(),
       accounted: this.accountedElsewhere(),
     };
@@ -424,6 +425,7 @@ class TargetRun {
       latency: m1.snap.hist.since(m0.snap.hist, maxTracker.max).summary(),
       published,
       publishFailures: system.publisher.failed() - start.failed,
+      publisherSkipped: system.publisher.skipped() - start.skipped,
       expectedDeliveries,
       received: end.received - start.snap.received,
       unique,
@@ -472,6 +474,7 @@ class TargetRun {
       `, latency p50 ${l.p50} / p99 ${l.p99} / max ${l.max} ms, ${fmt(published)} published, ${fmt(unique)} delivered` +
       (result.notDelivered ? `, ${fmt(result.notDelivered)} not delivered` : '') +
       (result.duplicates ? `, ${fmt(result.duplicates)} duplicates` : '') +
+      (result.publisherSkipped ? `, the publisher fell behind and skipped ${fmt(result.publisherSkipped)} sends` : '') +
       `, drained in ${drainS} s${drained ? '' : ' (timed out)'}${cpuText}`);
     return result;
   }

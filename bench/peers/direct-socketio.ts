@@ -80,13 +80,13 @@ async function halt(): Promise<void> {
   pacer.stop();
   const deadline = Date.now() + ACK_TIMEOUT_MS + 1000;
   while (pending > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
-  report({ type: 'halted', sent: pacer.sent, pending });
+  report({ type: 'halted', sent: pacer.sent, pending, skipped: pacer.skipped });
 }
 
 async function main(): Promise<void> {
   const server = await listenLocal();
   io.attach(server);
-  setInterval(() => report({ type: 'progress', sent: pacer.sent, processed: pacer.sent, pending }), 100);
+  setInterval(() => report({ type: 'progress', sent: pacer.sent, processed: pacer.sent, pending, skipped: pacer.skipped }), 100);
   listenToParent((command) => {
     if (command.type === 'run') {
       run = command;

@@ -57,7 +57,7 @@ async function main(): Promise<void> {
     });
   });
   io.attach(await listenLocal());
-  setInterval(() => report({ type: 'progress', sent: 0, processed, pending: 0 }), 100);
+  setInterval(() => report({ type: 'progress', sent: 0, processed, pending: 0, skipped: 0 }), 100);
   listenToParent(() => undefined, () => new Promise<void>((resolve) => {
     io.close(() => {
       sub.disconnect();

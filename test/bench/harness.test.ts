@@ -2,9 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Children, type Child } from '../../bench/lib/children.js';
 import { parseOptions, UsageError, type Options } from '../../bench/lib/options.js';
+import { Pacer } from '../../bench/lib/pacer.js';
 import { cpuTable } from '../../bench/lib/report.js';
 import type { RunResults } from '../../bench/lib/results.js';
 
@@ -122,5 +123,48 @@ describe('CPU budget table', () => {
     // 65 % of a core over 5,000 messages a second is 130 µs each; all parties: 178 % → 356 µs.
     expect(cells).toEqual(['push-center', '5,000', '65 % · 130', '30 % · 60', '70 % · 140', '1 % · 2', '12 % · 24', '178 % · 356']);
     expect(cpuTable(results, 'group')).toEqual([]);
+  });
+});
+
+describe('Pacer at a fixed rate', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  function paced(): { pacer: Pacer; sent: number[] } {
+    const sent: number[] = [];
+    const pacer = new Pacer({ hasRoom: () => true, sendNext: () => sent.push(Date.now()) });
+    return { pacer, sent };
+  }
+
+  it('keeps to the rate while its process runs on time', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const { pacer, sent } = paced();
+    pacer.start({ mode: 'rate', rate: 1000 });
+    await vi.advanceTimersByTimeAsync(500);
+    pacer.stop();
+    expect(sent.length).toBeGreaterThanOrEqual(498);
+    expect(sent.length).toBeLessThanOrEqual(500);
+    expect(pacer.skipped).toBe(0);
+  });
+
+  it('skips what a stall of its process left undone instead of sending it as one burst, and counts it', async () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    const { pacer, sent } = paced();
+    pacer.start({ mode: 'rate', rate: 1000 });
+    await vi.advanceTimersByTimeAsync(100);
+    const before = sent.length;
+    // 300 ms in which no timer of the process ran.
+    vi.setSystemTime(Date.now() + 300);
+    await vi.advanceTimersByTimeAsync(2);
+    // At most 20 ms worth (20 messages) is caught up; the rest of the 300 is skipped.
+    expect(sent.length - before).toBeLessThanOrEqual(22);
+    expect(pacer.skipped).toBeGreaterThanOrEqual(280);
+    await vi.advanceTimersByTimeAsync(100);
+    pacer.stop();
+    // Then the rate again, from the new schedule: about 100 in 100 ms.
+    const after = sent.filter((at) => at > 1_000_000 + 402).length;
+    expect(after).toBeGreaterThanOrEqual(98);
+    expect(after).toBeLessThanOrEqual(101);
   });
 });
