@@ -1,6 +1,6 @@
 import type { Options, PeerName } from './lib/options.js';
 import type { TargetResult } from './lib/results.js';
-import type { TargetPlan } from './lib/runner.js';
+import { halfRateWarmupS, type TargetPlan } from './lib/runner.js';
 import {
   startDirect, startEmitter, startOriginal, startPushCenter, startRabbitOnly, type SystemContext, type SystemSpec,
 } from './lib/systems.js';
@@ -78,7 +78,7 @@ export function estimateSeconds(options: Options, plans: TargetPlan[]): number {
       // The backlog of twice the capacity drains faster than it grew (the publisher no longer competes).
       total += probe + 1.75 * options.overloadDurationS + 5;
     } else {
-      total += options.warmupS + options.durationS + 1 + 1 + options.halfDurationS + 1;
+      total += options.warmupS + options.durationS + 1 + halfRateWarmupS(options) + options.halfDurationS + 1;
     }
   }
   return Math.round(total);
