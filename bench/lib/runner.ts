@@ -242,8 +242,8 @@ async function runOverload(env: RunEnv, plan: TargetPlan, run: TargetRun, result
 /**
  * Seconds at half rate before its window opens. The maximum rate leaves work behind that is not the
  * half rate's: a full garbage collection of what it promoted, whose marking holds push-center's event
- * loop 90–240 ms within the first 4 s at half rate (`--trace-gc`, 2026-11-23); at half rate itself the
- * next one came 7 s later.
+ * loop 90–240 ms within the first 4 s at half rate (`--trace-gc`, 2026-11-23); none came in the 6 s
+ * at half rate after it.
  */
 export function halfRateWarmupS(options: Pick<Options, 'quick'>): number {
   return options.quick ? 1 : 4;
