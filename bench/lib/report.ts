@@ -32,7 +32,7 @@ export function markdown(results: RunResults): string {
     for (const note of scenarioNotes(results, scenario)) lines.push(`- ${note}`);
     if (scenarioNotes(results, scenario).length > 0) lines.push('');
     const budget = cpuTable(results, scenario);
-    if (budget.length > 0) lines.push(`CPU at the maximum rate, per process (% of one core; ${CORES_NOTE}):`, '', ...budget, '');
+    if (budget.length > 0) lines.push(`${BUDGET_TITLE}:`, '', ...budget, '');
   }
   const checks = targetChecks(results);
   if (checks.length > 0) {
@@ -51,7 +51,7 @@ export function terminalSummary(results: RunResults): string {
     lines.push(...scenarioTable(results, scenario));
     for (const note of scenarioNotes(results, scenario)) lines.push(`  ${note}`);
     const budget = cpuTable(results, scenario);
-    if (budget.length > 0) lines.push(`CPU at the maximum rate, per process (% of one core; ${CORES_NOTE}):`, ...budget);
+    if (budget.length > 0) lines.push(`${BUDGET_TITLE}:`, ...budget);
     lines.push('');
   }
   const checks = targetChecks(results);
@@ -137,7 +137,7 @@ function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
   return table(header, rows);
 }
 
-const CORES_NOTE = 'the machine has 100 per core) and µs of CPU per delivered message';
+const BUDGET_TITLE = 'CPU at the maximum rate, per process: % of one core (100 per core) · µs of CPU per delivered message';
 
 /**
  * Where the machine's CPU went at the maximum rate: each party's share and its cost per delivered
