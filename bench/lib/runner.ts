@@ -268,7 +268,7 @@ class TargetRun {
   /** Messages delivered per second over the last progress second. */
   private recentRate = 0;
   private pausedAtPhaseStart = 0;
-  /** Longest event-loop delay a scrape reported since `lagMaxFrom` was reset (seconds). */
+  /** Longest event-loop delay the scrapes reported since the measured window opened (seconds). */
   private lagMax = 0;
 
   constructor(
@@ -423,6 +423,11 @@ class TargetRun {
     const expectedDeliveries = published * fanout;
     const unique = end.unique - start.snap.unique;
     const pcDeliveries = figuresStart && figuresEnd ? delta(figuresEnd.deliveries, figuresStart.deliveries) : undefined;
+    // A push-center counter of seconds over the scrapes around the window: the share of time, per node.
+    const share = figuresM0 && figuresM1 && figuresM1At > figuresM0At
+      ? (key: 'loopBusySeconds' | 'gcSeconds') =>
+        round((figuresM1[key] - figuresM0[key]) / ((figuresM1At - figuresM0At) / 1000) / system.nodeUrls.length, 2)
+      : undefined;
     const result: PhaseResult = {
       name: p.name,
       mode: p.mode,
@@ -456,11 +461,9 @@ class TargetRun {
       queueDepthMax: system.queue?.maxDepth,
       clientDisconnects: end.disconnects - start.snap.disconnects,
       cpu: cpuShare(cpu0, cpu1),
-      loopBusy: figuresM0 && figuresM1 && figuresM1At > figuresM0At
-        ? round((figuresM1.loopBusySeconds - figuresM0.loopBusySeconds) / ((figuresM1At - figuresM0At) / 1000) / system.nodeUrls.length, 2)
-        : undefined,
-      gc: figuresM0 && figuresM1 && figuresM1At > figuresM0At ? {
-        share: round((figuresM1.gcSeconds - figuresM0.gcSeconds) / ((figuresM1At - figuresM0At) / 1000) / system.nodeUrls.length, 2),
+      loopBusy: share?.('loopBusySeconds'),
+      gc: share && figuresM0 && figuresM1 ? {
+        share: share('gcSeconds'),
         over100ms: figuresM1.gcOver100ms - figuresM0.gcOver100ms,
       } : undefined,
       loopLagMaxMs: system.nodeUrls.length > 0 ? round(lagMax * 1000) : undefined,
