@@ -30,6 +30,11 @@ export interface Options {
    * `batch` (SCHED_BATCH) keeps it from preempting the servers each time a message wakes it.
    */
   loadSched: 'batch' | 'normal';
+  /**
+   * Also measure each queue-fed system draining a full queue (phase `backlog`): its consumers frozen while
+   * the publisher fills the queue, then thawed, so the window holds no publishing (`--no-backlog`: skip).
+   */
+  backlog: boolean;
 }
 
 /** How push-center nodes run unless --server-env NODE_OPTIONS says otherwise. */
@@ -62,6 +67,9 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
                        normal (default), or batch (SCHED_BATCH): they no longer preempt the servers at
                        every message that wakes them, as remote browsers and backends never would,
                        but a woken client may wait longer for a core, which adds to its latency
+  --no-backlog         skip the backlog phase (reliable, volatile): each system that consumes from
+                       RabbitMQ drains a full queue, filled while its consumers were frozen, so the
+                       publisher takes no CPU in that window
   --profile            write V8 CPU profiles of the push-center nodes to <out>/profiles
   --help               this text
 `;
@@ -75,7 +83,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     const arg = argv[i]!;
     if (!arg.startsWith('--')) throw new UsageError(`unexpected argument ${JSON.stringify(arg)}`);
     const [name, inline] = arg.slice(2).split(/=(.*)/s, 2) as [string, string | undefined];
-    if (['quick', 'no-build', 'profile', 'help'].includes(name)) {
+    if (['quick', 'no-build', 'no-backlog', 'profile', 'help'].includes(name)) {
       flags.add(name);
       continue;
     }
@@ -144,5 +152,6 @@ export function parseOptions(argv: string[]): Options | 'help' {
     profile: flags.has('profile'),
     serverEnv,
     loadSched,
+    backlog: !flags.has('no-backlog'),
   };
 }

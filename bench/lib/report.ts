@@ -93,10 +93,12 @@ function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
     ? results.targets.find((t) => t.scenario === 'reliable' && t.kind === 'push-center' && !t.error)
     : targets.find((t) => t.kind === 'push-center');
   const referenceRate = reference ? phase(reference, 'max')?.deliveredPerS : undefined;
+  const fullQueue = scenario === 'reliable' || scenario === 'volatile';
   const header = [
     'system',
     group ? 'msgs/s (each to all)' : 'msgs/s',
     ...(group ? ['deliveries/s'] : []),
+    ...(fullQueue ? ['msgs/s from a full queue'] : []),
     scenario === 'two-nodes' ? '× one node' : '× push-center',
     'latency at half rate p50 / p99 / max (ms)',
     'p99 at max (ms)',
@@ -122,6 +124,7 @@ function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
       t.system + (t.error ? ' (failed)' : ''),
       rate === undefined ? '' : group ? rate.toFixed(1) : num(rate),
       ...(group ? [max ? num(max.deliveriesPerS) : ''] : []),
+      ...(fullQueue ? [backlogCell(phase(t, 'backlog'))] : []),
       rel,
       lat ? `${ms(lat.p50)} / ${ms(lat.p99)} / ${ms(lat.max)}` : '',
       max ? ms(max.latency.p99) : '',
@@ -137,6 +140,13 @@ function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
   return table(header, rows);
 }
 
+/** A backlog phase's rate, and when its queue ran dry within the window. */
+function backlogCell(backlog: PhaseResult | undefined): string {
+  if (!backlog) return '';
+  const dry = backlog.backlog?.ranOutAfterS;
+  return num(backlog.deliveredPerS) + (dry !== undefined ? ` (dry after ${dry} s)` : '');
+}
+
 const BUDGET_TITLE = 'CPU at the maximum rate, per process: % of one core (100 per core) · µs of CPU per delivered message';
 
 /**
@@ -147,13 +157,15 @@ export function cpuTable(results: RunResults, scenario: ScenarioName): string[] 
   if (scenario !== 'reliable' && scenario !== 'volatile' && scenario !== 'two-nodes') return [];
   const rows: string[][] = [];
   for (const t of results.targets.filter((x) => x.scenario === scenario)) {
-    const max = phase(t, 'max');
-    if (!max?.cpu || !(max.deliveredPerS > 0)) continue;
-    const c = max.cpu;
-    const servers = c.server + c.helpers;
-    const total = servers + c.clients + c.rabbitmq + c.redis + c.bench;
-    const cell = (share: number) => `${share} % · ${Math.round((share / 100) * 1e6 / max.deliveredPerS)}`;
-    rows.push([t.system, num(max.deliveredPerS), cell(servers), cell(c.clients), cell(c.rabbitmq), cell(c.redis), cell(c.bench), cell(total)]);
+    for (const [name, label] of [['max', t.system], ['backlog', `${t.system}, full queue`]] as const) {
+      const measured = phase(t, name);
+      if (!measured?.cpu || !(measured.deliveredPerS > 0)) continue;
+      const c = measured.cpu;
+      const servers = c.server + c.helpers;
+      const total = servers + c.clients + c.rabbitmq + c.redis + c.bench;
+      const cell = (share: number) => `${share} % · ${Math.round((share / 100) * 1e6 / measured.deliveredPerS)}`;
+      rows.push([label, num(measured.deliveredPerS), cell(servers), cell(c.clients), cell(c.rabbitmq), cell(c.redis), cell(c.bench), cell(total)]);
+    }
   }
   if (rows.length === 0) return [];
   return table(['system', 'msgs/s', 'system under test', 'clients', 'RabbitMQ', 'Redis', 'bench (publisher)', 'all'], rows);
@@ -202,10 +214,20 @@ function targetChecks(results: RunResults): string[] {
   const reliable = pc('reliable');
   const volatile = pc('volatile');
   const mark = (ok: boolean) => (ok ? '✅' : '❌');
+  // Both maximum rates are checked: with the publisher on the box, and draining a full queue (the way
+  // the issue's figures for RabbitMQ consume+ack alone were measured).
+  const rates = (t: TargetResult, bar: number, goal?: number) => {
+    const parts: string[] = [];
+    for (const [name, what] of [['max', 'with the publisher running'], ['backlog', 'from a full queue']] as const) {
+      const rate = phase(t, name)?.deliveredPerS;
+      if (rate === undefined) continue;
+      parts.push(`${num(rate)} msgs/s ${what}: ${goal === undefined ? 'goal' : 'bar'} ${num(bar)} ${mark(rate >= bar)}` +
+        (goal !== undefined ? `, goal ${num(goal)} ${mark(rate >= goal)}` : ''));
+    }
+    return parts.join('; ');
+  };
   if (reliable) {
-    const rate = phase(reliable, 'max')?.deliveredPerS ?? 0;
-    checks.push(`Reliable ${num(rate)} msgs/s: bar ${num(ISSUE_TARGETS.reliableBar)} ${mark(rate >= ISSUE_TARGETS.reliableBar)}, ` +
-      `goal ${num(ISSUE_TARGETS.reliableGoal)} ${mark(rate >= ISSUE_TARGETS.reliableGoal)}`);
+    checks.push(`Reliable ${rates(reliable, ISSUE_TARGETS.reliableBar, ISSUE_TARGETS.reliableGoal)}`);
     const p99 = phase(reliable, 'half')?.latency.p99;
     if (p99 !== undefined) checks.push(`Reliable p99 at half rate ${ms(p99)} ms ≤ ${ISSUE_TARGETS.p99AtHalfMs} ms ${mark(p99 <= ISSUE_TARGETS.p99AtHalfMs)}`);
     if (reliable.idle) {
@@ -214,8 +236,7 @@ function targetChecks(results: RunResults): string[] {
     }
   }
   if (volatile) {
-    const rate = phase(volatile, 'max')?.deliveredPerS ?? 0;
-    checks.push(`Volatile ${num(rate)} msgs/s: goal ${num(ISSUE_TARGETS.volatileGoal)} ${mark(rate >= ISSUE_TARGETS.volatileGoal)}`);
+    checks.push(`Volatile ${rates(volatile, ISSUE_TARGETS.volatileGoal)}`);
     const p99 = phase(volatile, 'half')?.latency.p99;
     if (p99 !== undefined) checks.push(`Volatile p99 at half rate ${ms(p99)} ms ≤ ${ISSUE_TARGETS.p99AtHalfMs} ms ${mark(p99 <= ISSUE_TARGETS.p99AtHalfMs)}`);
   }

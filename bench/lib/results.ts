@@ -34,7 +34,8 @@ export interface TimelinePoint {
 
 export interface PhaseResult {
   name: string;
-  mode: 'max' | 'rate';
+  /** `backlog`: the consumers drained a queue filled while they were frozen; nothing was published in the window. */
+  mode: 'max' | 'rate' | 'backlog';
   /** Messages per second asked for (mode `rate`). */
   targetRate: number | undefined;
   warmupS: number;
@@ -98,6 +99,11 @@ export interface PhaseResult {
     forwarded: number;
   } | undefined;
   timeline: TimelinePoint[];
+  /**
+   * Phase `backlog`: messages published while the consumers were frozen, how long that took, and when
+   * the queue ran dry within the window (undefined: it lasted the whole window).
+   */
+  backlog?: { messages: number; fillS: number; ranOutAfterS: number | undefined } | undefined;
 }
 
 export interface OverloadResult {

@@ -1,4 +1,4 @@
-import type { Children } from './children.js';
+import type { Child, Children } from './children.js';
 import { ClientFleet, type ConnectResult } from './fleet.js';
 import { Histogram } from './histogram.js';
 import { rssOf } from './infra.js';
@@ -37,7 +37,8 @@ export interface TargetPlan {
 
 interface PhasePlan {
   name: string;
-  mode: 'max' | 'rate';
+  /** `backlog`: fill the queue with the consumers frozen, then measure them draining it (no publishing). */
+  mode: 'max' | 'rate' | 'backlog';
   rate: number;
   warmupS: number;
   measureS: number;
@@ -58,6 +59,16 @@ const GROUP_BACKLOG_MIN = 3;
 const GROUP_BACKLOG_DELIVERIES = 200_000;
 
 const MB = 2 ** 20;
+
+/**
+ * The backlog phase: the consumers stay frozen at most this long while the queue fills. Below socket.io's
+ * ping timeout (20 s: a ping sent just before the freeze must get its pong read in time) and the peers'
+ * heartbeat timeout (30 s).
+ */
+const BACKLOG_FILL_MAX_S = 12;
+/** It aims at enough messages for twice the maximum rate measured with the publisher, over its phase. */
+const BACKLOG_RATE_FACTOR = 2;
+const BACKLOG_MAX_MESSAGES = 400_000;
 
 /**
  * Runs one target: starts the system, measures its idle memory, connects the clients, runs the phases
@@ -144,6 +155,12 @@ export async function runTarget(env: RunEnv, plan: TargetPlan, label: string): P
         result.phases.push(await run.phase({
           name: 'half', mode: 'rate', rate: max.deliveredPerS / 2, warmupS: halfRateWarmupS(env.options), measureS: env.options.halfDurationS,
           drainTimeoutS: 30, quietMs: 1000,
+        }));
+      }
+      if (env.options.backlog && backlogApplies(plan, system) && max.deliveredPerS > 0 && !env.aborted()) {
+        result.phases.push(await run.phase({
+          name: 'backlog', mode: 'backlog', rate: max.deliveredPerS, warmupS: env.options.warmupS, measureS: env.options.durationS,
+          drainTimeoutS: 60, quietMs: 1000,
         }));
       }
     }
@@ -237,6 +254,28 @@ async function runOverload(env: RunEnv, plan: TargetPlan, run: TargetRun, result
   env.print(`${run.label} overload  offered ${fmt(o.offeredRate)}/s, published ${fmt(o.publishedPerS)}/s, delivered ` +
     `${fmt(o.deliveredPerS)}/s (${Math.round(o.throughputRatio * 100)} % of ${fmt(o.capacity)}/s), RSS max ${o.rssMaxMB} MB, ` +
     `paused ${o.pausedS ?? 'n/a'} s, lost ${o.lost} (published ${fmt(published)}, delivered ${fmt(uniqueDelivered)}, in inboxes ${inboxRemaining})`);
+}
+
+/** Session scenarios of systems fed from a RabbitMQ queue whose consumers can be frozen. */
+export function backlogApplies(plan: Pick<TargetPlan, 'scenario'>, system: Pick<System, 'consumers' | 'queue'>): boolean {
+  return (plan.scenario === 'reliable' || plan.scenario === 'volatile') && system.consumers.length > 0 && system.queue !== undefined;
+}
+
+/** How many messages the backlog phase publishes: twice the rate measured with the publisher, over the phase. */
+export function backlogSize(maxRate: number, warmupS: number, measureS: number): number {
+  return Math.min(BACKLOG_MAX_MESSAGES, Math.ceil(BACKLOG_RATE_FACTOR * maxRate * (warmupS + measureS + 1)));
+}
+
+/** Stops (SIGSTOP) or continues (SIGCONT) processes; one already gone is skipped. */
+export function signalAll(children: readonly Child[], sig: 'SIGSTOP' | 'SIGCONT'): void {
+  for (const child of children) {
+    if (!child.alive()) continue;
+    try {
+      process.kill(child.pid, sig);
+    } catch {
+      // It exited meanwhile: the run's liveness checks report it.
+    }
+  }
 }
 
 /**
@@ -376,17 +415,35 @@ class TargetRun {
     const timeline: TimelinePoint[] = [];
     const began = Date.now();
     system.queue?.resetMaxDepth();
-    system.publisher.start({
-      mode: p.mode,
-      rate: p.rate,
-      gate: this.gate({ sent: system.publisher.sent(), unique: start.snap.unique, accounted: start.accounted }),
-    });
-    const rateText = p.mode === 'rate' ? ` at ${fmt(p.rate)}/s` : ' as fast as possible';
-    env.print(`${this.label} ${p.name.padEnd(9)} publishing${rateText}: ${p.warmupS} s warm-up, ${p.measureS} s measured`);
     let tick = { at: Date.now(), published: start.published, snap: start.snap };
+    let backlog: PhaseResult['backlog'];
+    if (p.mode === 'backlog') {
+      const filled = await this.fillBacklog(p, (label, s) => (tick = this.progress(label, s, 0, tick, timeline, began)));
+      backlog = { ...filled, ranOutAfterS: undefined };
+      env.print(`${this.label} ${p.name.padEnd(9)} ${fmt(filled.messages)} messages in the queue (${filled.fillS} s to publish): ` +
+        `consumers thawed; ${p.warmupS} s warm-up, ${p.measureS} s measured while the queue lasts`);
+    } else {
+      system.publisher.start({
+        mode: p.mode,
+        rate: p.rate,
+        gate: this.gate({ sent: system.publisher.sent(), unique: start.snap.unique, accounted: start.accounted }),
+      });
+      const rateText = p.mode === 'rate' ? ` at ${fmt(p.rate)}/s` : ' as fast as possible';
+      env.print(`${this.label} ${p.name.padEnd(9)} publishing${rateText}: ${p.warmupS} s warm-up, ${p.measureS} s measured`);
+    }
+    // A backlog phase's window closes early once the queue has run dry: from then on the consumers wait.
+    const ranDry = () => p.mode === 'backlog' && system.queue !== undefined && system.queue.depth === 0;
+    let windowOpenedAt = 0;
     const everySecond = async (phaseLabel: string, seconds: number) => {
       for (let s = 1; s <= seconds && !env.aborted(); s++) {
-        await sleep(tick.at + 1000 - Date.now());
+        while (Date.now() < tick.at + 1000) {
+          await sleep(Math.min(100, tick.at + 1000 - Date.now()));
+          if (ranDry()) break;
+        }
+        if (ranDry()) {
+          if (backlog) backlog.ranOutAfterS = windowOpenedAt > 0 ? round((Date.now() - windowOpenedAt) / 1000, 1) : 0;
+          break;
+        }
         tick = this.progress(phaseLabel, s, seconds, tick, timeline, began);
         this.assertAlive();
       }
@@ -394,6 +451,7 @@ class TargetRun {
     await everySecond('warmup', p.warmupS);
     // The measured window.
     const m0 = { at: Date.now(), published: system.publisher.published(), snap: stats.snapshot(), paused: this.pausedSeconds };
+    windowOpenedAt = m0.at;
     const maxTracker = stats.trackMax();
     const cpu0 = this.cpuNow();
     this.rssMax = this.rssNow ?? 0;
@@ -418,7 +476,8 @@ class TargetRun {
     const forwardedEnd = system.forwarded();
 
     const seconds = (m1.at - m0.at) / 1000;
-    const deliveries = (m1.snap.unique - m0.snap.unique) / seconds;
+    // A window under a second (a backlog that ran dry in the warm-up) measures nothing.
+    const deliveries = seconds >= 1 ? (m1.snap.unique - m0.snap.unique) / seconds : NaN;
     const published = system.publisher.published() - start.published;
     const expectedDeliveries = published * fanout;
     const unique = end.unique - start.snap.unique;
@@ -467,6 +526,7 @@ class TargetRun {
         over100ms: figuresM1.gcOver100ms - figuresM0.gcOver100ms,
       } : undefined,
       loopLagMaxMs: system.nodeUrls.length > 0 ? round(lagMax * 1000) : undefined,
+      backlog,
       pushCenter: pcDeliveries && figuresStart && figuresEnd ? {
         deliveries: pcDeliveries,
         inbox: delta(figuresEnd.inbox, figuresStart.inbox),
@@ -488,8 +548,38 @@ class TargetRun {
       (result.notDelivered ? `, ${fmt(result.notDelivered)} not delivered` : '') +
       (result.duplicates ? `, ${fmt(result.duplicates)} duplicates` : '') +
       (result.publisherSkipped ? `, the publisher fell behind and skipped ${fmt(result.publisherSkipped)} sends` : '') +
+      (backlog?.ranOutAfterS !== undefined ? `, the queue ran dry ${backlog.ranOutAfterS} s into the window` : '') +
       `, drained in ${drainS} s${drained ? '' : ' (timed out)'}${cpuText}`);
     return result;
+  }
+
+  /**
+   * The backlog phase's start: freezes the consumers (SIGSTOP), publishes as fast as the publisher can
+   * until the queue holds `backlogSize` messages or BACKLOG_FILL_MAX_S have passed, then thaws them. The
+   * consumers are thawed whatever happens, so no frozen process outlives the phase.
+   */
+  private async fillBacklog(p: PhasePlan, tick: (label: string, second: number) => void): Promise<{ messages: number; fillS: number }> {
+    const { system, env } = this;
+    const wanted = backlogSize(p.rate, p.warmupS, p.measureS);
+    const sent0 = system.publisher.sent();
+    const published0 = system.publisher.published();
+    const began = Date.now();
+    env.print(`${this.label} ${p.name.padEnd(9)} consumers frozen (SIGSTOP); filling the queue with up to ${fmt(wanted)} messages`);
+    signalAll(system.consumers, 'SIGSTOP');
+    try {
+      system.publisher.start({ mode: 'max', rate: 0, gate: () => wanted - (system.publisher.sent() - sent0) });
+      let second = 0;
+      while (!env.aborted() && system.publisher.published() - published0 < wanted && Date.now() - began < BACKLOG_FILL_MAX_S * 1000) {
+        await sleep(100);
+        if (Date.now() - began >= (second + 1) * 1000) tick('fill', ++second);
+      }
+      await system.publisher.stop();
+      // The queue's depth is polled every 100 ms: let it see the last confirms.
+      await sleep(250);
+    } finally {
+      signalAll(system.consumers, 'SIGCONT');
+    }
+    return { messages: system.publisher.published() - published0, fillS: round((Date.now() - began) / 1000, 1) };
   }
 
   /** After an overload: wait until deliveries stop. */

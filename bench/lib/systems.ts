@@ -47,6 +47,11 @@ export interface System {
   readonly servers: Child[];
   /** Other processes of the system (consumers). */
   readonly helpers: Child[];
+  /**
+   * The processes that take messages from the system's RabbitMQ queue: frozen (SIGSTOP) while the
+   * backlog phase fills the queue. Empty for a system without a queue.
+   */
+  readonly consumers: Child[];
   /** Where clients connect; workers alternate over them. */
   readonly urls: string[];
   readonly publisher: Publisher;
@@ -183,6 +188,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
       : `two push-center nodes on one queue and one Redis, clients split between them`,
     servers,
     helpers: [],
+    consumers: servers,
     urls,
     publisher: pub,
     queue: pub,
@@ -271,8 +277,10 @@ async function declareQueue(ctx: SystemContext, queue: string): Promise<void> {
   }
 }
 
-function peerSystem(parts: Omit<System, 'nodeUrls' | 'ownStats' | 'processed' | 'forwarded' | 'queue'> & Partial<System>): System {
-  return { nodeUrls: [], ownStats: undefined, processed: () => undefined, forwarded: () => undefined, queue: undefined, ...parts };
+function peerSystem(parts: Omit<System, 'nodeUrls' | 'ownStats' | 'processed' | 'forwarded' | 'queue' | 'consumers'> & Partial<System>): System {
+  return {
+    nodeUrls: [], ownStats: undefined, processed: () => undefined, forwarded: () => undefined, queue: undefined, consumers: [], ...parts,
+  };
 }
 
 /** Peer 1: socket.io emitting directly (see peers/direct-socketio.ts). */
@@ -315,6 +323,7 @@ export async function startRabbitOnly(ctx: SystemContext, spec: SystemSpec): Pro
     description: `RabbitMQ alone: consume (prefetch ${ctx.prefetch}), parse, ack each message (ceiling for the broker)`,
     servers: [peer.child],
     helpers: [],
+    consumers: [peer.child],
     urls: [],
     publisher,
     queue: publisher,
@@ -376,6 +385,7 @@ export async function startOriginal(ctx: SystemContext, spec: SystemSpec): Promi
     description: 'prefetch 1, ack before delivery, one Redis pub/sub channel per session (the old message center)',
     servers: [server.child],
     helpers: [consumer.child],
+    consumers: [consumer.child],
     urls: [`http://127.0.0.1:${server.port}`],
     publisher,
     queue: publisher,

@@ -6,7 +6,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Children, type Child } from '../../bench/lib/children.js';
 import { parseOptions, UsageError, type Options } from '../../bench/lib/options.js';
 import { Pacer } from '../../bench/lib/pacer.js';
-import { cpuTable } from '../../bench/lib/report.js';
+import { cpuTable, markdown } from '../../bench/lib/report.js';
+import { backlogApplies, backlogSize, signalAll } from '../../bench/lib/runner.js';
 import type { RunResults } from '../../bench/lib/results.js';
 
 /**
@@ -104,6 +105,71 @@ describe('scheduling policy of the bench children', () => {
     expect(why).toBeNull();
     expect(policies.length).toBeGreaterThan(1);
     expect(new Set(policies)).toEqual(new Set([String(SCHED_BATCH)]));
+  });
+});
+
+describe('backlog phase', () => {
+  it('is on by default and --no-backlog turns it off', () => {
+    expect(options([]).backlog).toBe(true);
+    expect(options(['--no-backlog']).backlog).toBe(false);
+  });
+
+  it('applies to session scenarios of systems that consume from a queue, and to nothing else', () => {
+    const queued = { consumers: [{} as Child], queue: {} as never };
+    expect(backlogApplies({ scenario: 'reliable' }, queued)).toBe(true);
+    expect(backlogApplies({ scenario: 'volatile' }, queued)).toBe(true);
+    expect(backlogApplies({ scenario: 'group' }, queued)).toBe(false);
+    expect(backlogApplies({ scenario: 'two-nodes' }, queued)).toBe(false);
+    expect(backlogApplies({ scenario: 'reliable' }, { consumers: [], queue: {} as never })).toBe(false);
+    expect(backlogApplies({ scenario: 'reliable' }, { consumers: [{} as Child], queue: undefined })).toBe(false);
+  });
+
+  it('publishes twice the rate measured with the publisher over warm-up, window and a second, bounded', () => {
+    // 2 × 7,000/s × (2 + 10 + 1) s
+    expect(backlogSize(7000, 2, 10)).toBe(182_000);
+    expect(backlogSize(1e6, 2, 10)).toBe(400_000);
+  });
+
+  const children = new Children();
+  afterEach(async () => {
+    children.killAll();
+    await children.allExited();
+  });
+
+  it('freezes a consumer process (it stops counting) and thaws it again', async () => {
+    const child = children.spawnNode('counter', ['-e', 'let n = 0; setInterval(() => console.log(++n), 20);'], process.env, ROOT);
+    const last = () => Number(child.output().trim().split('\n').at(-1) ?? 0);
+    await vi.waitFor(() => expect(last()).toBeGreaterThan(2), { timeout: 5000 });
+    signalAll([child], 'SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const frozenAt = last();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(last()).toBe(frozenAt);
+    signalAll([child], 'SIGCONT');
+    await vi.waitFor(() => expect(last()).toBeGreaterThan(frozenAt + 2), { timeout: 5000 });
+  });
+
+  it('reports the full-queue rate beside the one with the publisher, and says when the queue ran dry', () => {
+    const phase = (name: string, deliveredPerS: number, backlog?: object) => ({
+      name, deliveredPerS, deliveriesPerS: deliveredPerS, latency: { p50: 1, p99: 2, max: 3 }, published: 0, duplicates: 0,
+      notDelivered: 0, clientDisconnects: 0, cpu: { server: 50, helpers: 0, clients: 20, rabbitmq: 30, redis: 0, bench: 0 }, backlog,
+    });
+    const results = {
+      startedAt: '2026-12-01T08:00:00Z', aborted: false, command: 'npm run bench', git: { commit: 'abc', dirty: false },
+      machine: { cpuModel: 'cpu', cores: 2, memoryGiB: 24, os: 'linux', loadAverageAtStart: [0], loadAverageAtEnd: [0] },
+      versions: { node: 'v20', rabbitmq: '3', redis: '7' },
+      settings: { clients: 10_000, workers: 4, durationS: 10, halfRateDurationS: 3, overloadDurationS: 60, prefetch: 200, payloadBytes: 200, persistent: true, server: 'dist', quick: false, serverEnv: {} },
+      targets: [
+        { scenario: 'reliable', kind: 'push-center', system: 'push-center', notes: [], phases: [phase('max', 7000), phase('backlog', 16_000, { messages: 1, fillS: 1, ranOutAfterS: undefined })] },
+        { scenario: 'reliable', kind: 'rabbitmq', system: 'RabbitMQ consume+ack', notes: [], phases: [phase('max', 18_000), phase('backlog', 26_000, { messages: 1, fillS: 1, ranOutAfterS: 6.5 })] },
+      ],
+    } as unknown as RunResults;
+    const text = markdown(results);
+    expect(text).toMatch(/\| push-center +\| +7,000 \| +16,000 \|/);
+    expect(text).toContain('26,000 (dry after 6.5 s)');
+    expect(text).toContain('| push-center, full queue');
+    expect(text).toContain('Reliable 7,000 msgs/s with the publisher running: bar 15,000 ❌, goal 20,000 ❌; ' +
+      '16,000 msgs/s from a full queue: bar 15,000 ✅, goal 20,000 ❌');
   });
 });
 
