@@ -70,7 +70,7 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --no-backlog         skip the backlog phase (reliable, volatile): each system that consumes from
                        RabbitMQ drains a full queue, filled while its consumers were frozen, so the
                        publisher takes no CPU in that window
-  --profile            write V8 CPU profiles of the push-center nodes to <out>/profiles
+  --profile            write V8 CPU profiles of the push-center nodes, and all they print, to <out>/profiles
   --help               this text
 `;
 

@@ -1,3 +1,4 @@
+import { createWriteStream } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { connect as connectAmqp } from 'amqplib';
@@ -166,6 +167,14 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
       const profile = ctx.profileDir ? ['--cpu-prof', '--cpu-prof-dir', ctx.profileDir, '--cpu-prof-name', `${ctx.runId}-${spec.key}-node${n}.cpuprofile`] : [];
       const entry = ctx.serverMode === 'dist' ? ['dist/main.js'] : ['--import', 'tsx', 'src/main.ts'];
       const child = ctx.children.spawnNode(`push-center ${spec.key} node ${n}`, [...profile, ...entry], env, ctx.root);
+      if (ctx.profileDir) {
+        // Beside the profile, all the node wrote (its warnings, a crash).
+        const log = createWriteStream(path.join(ctx.profileDir, `${ctx.runId}-${spec.key}-node${n}.log`));
+        log.on('error', () => undefined);
+        child.process.stdout?.pipe(log, { end: false });
+        child.process.stderr?.pipe(log, { end: false });
+        void child.exited.then(() => log.end());
+      }
       servers.push(child);
       const url = `http://127.0.0.1:${port}`;
       await waitReady(child, url);
