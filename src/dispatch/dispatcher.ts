@@ -18,7 +18,6 @@ import type { Metrics } from '../observability/metrics.js';
 export class Dispatcher {
   private active = 0;
   private idleWaiters: Array<() => void> = [];
-  private readonly receivedAmqp: { inc(): void };
 
   constructor(
     private readonly deps: {
@@ -32,7 +31,6 @@ export class Dispatcher {
       logger: Logger;
     },
   ) {
-    this.receivedAmqp = deps.metrics.messagesReceived.labels('amqp');
     deps.cluster.onForward(async (sessionId, notification) => {
       const outcome = await deps.gateway.deliverToSession(sessionId, toEnvelope(notification));
       return outcome === 'delivered' ? 'delivered' : 'not_delivered';
@@ -74,7 +72,7 @@ export class Dispatcher {
   private parse(delivery: Delivery): Notification | undefined {
     const { parser, metrics, logger } = this.deps;
     const { message } = delivery;
-    if (message.source !== 'http') this.receivedAmqp.inc();
+    if (message.source !== 'http') metrics.received('amqp');
     const parsed = parser.parseBytes(message.body, {
       messageId: message.messageId,
       timestamp: message.timestamp,

@@ -61,7 +61,7 @@ export function registerNotificationRoute(
     try {
       value = JSON.parse(body.toString('utf8'));
     } catch (err) {
-      metrics.messagesReceived.inc({ source: 'http' });
+      metrics.received('http');
       metrics.messagesInvalid.inc({ reason: 'not_json' });
       return invalid(reply, [{ index: 0, reason: 'not_json', message: `body is not JSON: ${(err as Error).message}` }]);
     }
@@ -77,7 +77,7 @@ export function registerNotificationRoute(
         message: `at most ${limits.maxBatch} notifications per request; this one has ${items.length}`,
       }]);
     }
-    metrics.messagesReceived.inc({ source: 'http' }, items.length);
+    metrics.received('http', items.length);
 
     const now = Date.now();
     const accepted: Notification[] = [];

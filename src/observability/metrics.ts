@@ -1,7 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { CounterCells, FastHistogram } from './hot-metrics.js';
 
 export type Target = 'session' | 'group' | 'broadcast';
 export type Mode = 'reliable' | 'volatile';
@@ -27,11 +28,14 @@ export class Metrics {
     help: 'Sessions with at least one socket on this node',
     registers: [this.registry],
   });
-  readonly messagesReceived = new Counter({
+  /** Per message on the hot path: counted in `receivedCells`, handed over at scrape time. */
+  private readonly receivedCells = new CounterCells(SOURCES.map((source) => ({ source })));
+  readonly messagesReceived: Counter<'source'> = new Counter({
     name: 'pushcenter_messages_received_total',
     help: 'Notifications received, by where they came from',
     labelNames: ['source'] as const,
     registers: [this.registry],
+    collect: (): void => this.receivedCells.flushInto(this.messagesReceived),
   });
   readonly messagesInvalid = new Counter({
     name: 'pushcenter_messages_invalid_total',
@@ -39,19 +43,22 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
-  readonly deliveries = new Counter({
+  private readonly deliveryCells = new CounterCells(DELIVERY_LABELS);
+  readonly deliveries: Counter<'target' | 'mode' | 'outcome'> = new Counter({
     name: 'pushcenter_deliveries_total',
     help: 'Outcomes per notification and target (one per session id, group, or broadcast)',
     labelNames: ['target', 'mode', 'outcome'] as const,
     registers: [this.registry],
+    collect: (): void => this.deliveryCells.flushInto(this.deliveries),
   });
-  readonly deliveryLatency = new Histogram({
-    name: 'pushcenter_delivery_latency_seconds',
-    help: 'Enqueue to emit (volatile) or to client ack (reliable)',
-    labelNames: ['mode'] as const,
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    registers: [this.registry],
-  });
+  readonly deliveryLatency = new FastHistogram(
+    'pushcenter_delivery_latency_seconds',
+    'Enqueue to emit (volatile) or to client ack (reliable)',
+    'mode',
+    MODES,
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+    this.registry,
+  );
   /** Read at scrape time from the queue (`trackInflight`). */
   private inflightSource: () => number = () => 0;
   readonly inflight: Gauge = new Gauge({
@@ -133,27 +140,32 @@ export class Metrics {
     this.inflightSource = source;
   }
 
-  /** Label children are looked up once: these two run for every message. */
-  private readonly deliveryChildren = new Map<string, { inc(value?: number): void }>();
-  private readonly latencyChildren = {
-    reliable: this.deliveryLatency.labels('reliable'),
-    volatile: this.deliveryLatency.labels('volatile'),
-  };
+  /** One notification received (these three run for every message). */
+  received(source: Source, count = 1): void {
+    this.receivedCells.add(SOURCES.indexOf(source), count);
+  }
 
   delivery(target: Target, reliable: boolean, outcome: Outcome, count = 1): void {
-    const mode = reliable ? 'reliable' : 'volatile';
-    const key = `${target}/${mode}/${outcome}`;
-    let child = this.deliveryChildren.get(key);
-    if (!child) {
-      child = this.deliveries.labels(target, mode, outcome);
-      this.deliveryChildren.set(key, child);
-    }
-    child.inc(count);
+    this.deliveryCells.add(deliveryIndex(target, reliable, outcome), count);
   }
 
   latency(reliable: boolean, enqueuedAt: number, now = Date.now()): void {
-    this.latencyChildren[reliable ? 'reliable' : 'volatile'].observe(Math.max(0, now - enqueuedAt) / 1000);
+    this.deliveryLatency.observe(reliable ? 0 : 1, Math.max(0, now - enqueuedAt) / 1000);
   }
+}
+
+const SOURCES: readonly Source[] = ['amqp', 'http'];
+const MODES: readonly Mode[] = ['reliable', 'volatile'];
+const TARGETS: readonly Target[] = ['session', 'group', 'broadcast'];
+const OUTCOMES: readonly Outcome[] = ['delivered', 'forwarded', 'stored', 'dropped', 'expired', 'failed'];
+const TARGET_INDEX: Record<Target, number> = { session: 0, group: 1, broadcast: 2 };
+const OUTCOME_INDEX: Record<Outcome, number> = { delivered: 0, forwarded: 1, stored: 2, dropped: 3, expired: 4, failed: 5 };
+
+/** Every label set of `pushcenter_deliveries_total`, in the order `deliveryIndex` numbers them. */
+const DELIVERY_LABELS = TARGETS.flatMap((target) => MODES.flatMap((mode) => OUTCOMES.map((outcome) => ({ target, mode, outcome }))));
+
+function deliveryIndex(target: Target, reliable: boolean, outcome: Outcome): number {
+  return (TARGET_INDEX[target] * MODES.length + (reliable ? 0 : 1)) * OUTCOMES.length + OUTCOME_INDEX[outcome];
 }
 
 /**
