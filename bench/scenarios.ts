@@ -79,6 +79,11 @@ export function estimateSeconds(options: Options, plans: TargetPlan[]): number {
       total += probe + 1.75 * options.overloadDurationS + 5;
     } else {
       total += options.warmupS + options.durationS + 1 + halfRateWarmupS(options) + options.halfDurationS + 1;
+      // The backlog phase: filling the queue (at most 12 s), the window, the rest of the queue drained.
+      const queueFed = plan.kind === 'push-center' || plan.kind === 'rabbitmq' || plan.kind === 'original';
+      if (options.backlog && queueFed && (plan.scenario === 'reliable' || plan.scenario === 'volatile')) {
+        total += 12 + options.warmupS + options.durationS + 10;
+      }
     }
   }
   return Math.round(total);
