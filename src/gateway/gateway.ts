@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Authenticator } from './auth.js';
 import { UnauthorizedError, type TokenIdentity } from './jwt-auth.js';
+import { supportsDirectWrite, writeEvent, writeEventWithAck } from './packet-writer.js';
 import { PendingAcks, type PendingAck } from './pending-acks.js';
 import { RateLimiter } from './rate-limiter.js';
 import type {
@@ -49,6 +50,8 @@ export interface GatewayOptions {
 
 /** Per socket, its un-acked reliable emits and when each was sent, oldest first. */
 const pendingAcks = new WeakMap<PushSocket, PendingAcks>();
+/** Sockets whose envelopes are written without socket.io's general `emit` (see packet-writer.ts). */
+const directWrite = new WeakSet<PushSocket>();
 /** Sockets that were refused a reliable message for being behind: it went to their inbox. */
 const fellBehind = new WeakSet<PushSocket>();
 /** The session whose inbox is being replayed to a socket now (one replay per socket at a time). */
@@ -143,7 +146,10 @@ export class Gateway {
       return;
     }
     if (!envelope.reliable) {
-      for (const socket of ready) socket.emit(envelope.event, envelope);
+      for (const socket of ready) {
+        if (directWrite.has(socket)) writeEvent(socket as unknown as Socket, envelope.event, envelope);
+        else socket.emit(envelope.event, envelope);
+      }
       done('delivered');
       return;
     }
@@ -196,6 +202,7 @@ export class Gateway {
     // garbage collection of a busy node to mark.
     (socket.conn as unknown as { request: unknown }).request = null;
     pendingAcks.set(socket, new PendingAcks());
+    if (supportsDirectWrite(socket as unknown as Socket)) directWrite.add(socket);
     const identity = socket.data.identity as TokenIdentity | undefined;
     let expiry: NodeJS.Timeout | undefined;
     if (identity) {
@@ -371,7 +378,12 @@ export class Gateway {
       }
     };
     entry = pending?.add(settle, Date.now());
-    const withAck = socket.timeout(this.deps.options.ackTimeoutMs) as unknown as {
+    const { ackTimeoutMs } = this.deps.options;
+    if (directWrite.has(socket)) {
+      writeEventWithAck(socket as unknown as Socket, envelope.event, envelope, ackTimeoutMs, settle);
+      return;
+    }
+    const withAck = socket.timeout(ackTimeoutMs) as unknown as {
       emit(event: string, envelope: Envelope, ack: (err: Error | null) => void): void;
     };
     withAck.emit(envelope.event, envelope, (err) => settle(!err));

@@ -1,0 +1,117 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Server, type Socket } from 'socket.io';
+import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { supportsDirectWrite, writeEvent, writeEventWithAck } from '../../src/gateway/packet-writer.js';
+
+/** Envelopes written without socket.io's `emit` must reach a socket.io client exactly as `emit` sends them. */
+
+let http: HttpServer;
+let server: Server;
+let client: ClientSocket;
+let socket: Socket;
+
+beforeEach(async () => {
+  http = createServer();
+  server = new Server(http);
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  const connected = new Promise<Socket>((resolve) => server.once('connection', resolve));
+  client = connect(`http://127.0.0.1:${(http.address() as AddressInfo).port}`, { transports: ['websocket'], reconnection: false });
+  socket = await connected;
+  await new Promise<void>((resolve) => (client.connected ? resolve() : client.once('connect', () => resolve())));
+});
+
+afterEach(async () => {
+  client.close();
+  await server.close();
+});
+
+const envelope = { id: 'm1', event: 'notice', data: { text: 'héllo', n: [1, 2, { deep: null }] }, sentAt: 1, reliable: true };
+
+function nextEvent(name: string): Promise<{ args: unknown[]; ack: ((...a: unknown[]) => void) | undefined }> {
+  return new Promise((resolve) => client.once(name, (...args: unknown[]) => {
+    const last = args.at(-1);
+    const ack = typeof last === 'function' ? (args.pop() as (...a: unknown[]) => void) : undefined;
+    resolve({ args, ack });
+  }));
+}
+
+function acksOf(s: Socket): Map<number, unknown> {
+  return (s as unknown as { acks: Map<number, unknown> }).acks;
+}
+
+describe('direct packet writes', () => {
+  it('are available on a socket of a socket.io 4 server in its main namespace', () => {
+    expect(supportsDirectWrite(socket)).toBe(true);
+  });
+
+  it('are not used where socket.io must see every packet, or its internals are not as expected', () => {
+    const recovering = Object.create(socket, { server: { value: { opts: { connectionStateRecovery: {} } } } }) as Socket;
+    expect(supportsDirectWrite(recovering)).toBe(false);
+    const otherNamespace = Object.create(socket, { nsp: { value: { _ids: 0, name: '/admin' } } }) as Socket;
+    expect(supportsDirectWrite(otherNamespace)).toBe(false);
+    const noAckMap = Object.create(socket, { acks: { value: {} } }) as Socket;
+    expect(supportsDirectWrite(noAckMap)).toBe(false);
+  });
+
+  it('deliver an event with the same payload as socket.emit', async () => {
+    const viaEmit = nextEvent('notice');
+    socket.emit('notice', envelope);
+    const emitted = await viaEmit;
+    const viaWrite = nextEvent('notice');
+    writeEvent(socket, 'notice', envelope);
+    const written = await viaWrite;
+    expect(written.args).toEqual(emitted.args);
+    expect(written.args).toEqual([envelope]);
+    expect(written.ack).toBeUndefined();
+  });
+
+  it('report the client ack once, and leave no ack callback behind', async () => {
+    const outcomes: boolean[] = [];
+    const arrived = nextEvent('notice');
+    writeEventWithAck(socket, 'notice', envelope, 5000, (acked) => outcomes.push(acked));
+    const { args, ack } = await arrived;
+    expect(args).toEqual([envelope]);
+    expect(typeof ack).toBe('function');
+    ack!();
+    await expect.poll(() => outcomes).toEqual([true]);
+    expect(acksOf(socket).size).toBe(0);
+  });
+
+  it('report a missing ack after the timeout, ignore a late one, and forget the callback', async () => {
+    const outcomes: boolean[] = [];
+    const arrived = nextEvent('notice');
+    writeEventWithAck(socket, 'notice', envelope, 100, (acked) => outcomes.push(acked));
+    const { ack } = await arrived;
+    await expect.poll(() => outcomes, { timeout: 2000 }).toEqual([false]);
+    expect(acksOf(socket).size).toBe(0);
+    ack!();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(outcomes).toEqual([false]);
+  });
+
+  it('share ack ids with socket.emit, so interleaved acks reach the right callbacks', async () => {
+    const seen: string[] = [];
+    client.on('notice', (payload: { id: string }, ack: (answer: string) => void) => ack(payload.id));
+    const viaEmit = new Promise<string>((resolve) => socket.timeout(5000).emit('notice', { id: 'emitted' }, (_err: Error | null, answer: string) => resolve(answer)));
+    const viaWrite = new Promise<void>((resolve) => writeEventWithAck(socket, 'notice', { id: 'written' }, 5000, (acked) => {
+      seen.push(`written ${acked}`);
+      resolve();
+    }));
+    const viaEmit2 = new Promise<string>((resolve) => socket.timeout(5000).emit('notice', { id: 'emitted2' }, (_err: Error | null, answer: string) => resolve(answer)));
+    expect(await viaEmit).toBe('emitted');
+    await viaWrite;
+    expect(await viaEmit2).toBe('emitted2');
+    expect(seen).toEqual(['written true']);
+  });
+
+  it('write nothing to a closed connection; the ack then times out', async () => {
+    const outcomes: boolean[] = [];
+    client.close();
+    await expect.poll(() => socket.conn.readyState).not.toBe('open');
+    writeEvent(socket, 'notice', envelope);
+    writeEventWithAck(socket, 'notice', envelope, 100, (acked) => outcomes.push(acked));
+    await expect.poll(() => outcomes, { timeout: 2000 }).toEqual([false]);
+  });
+});
