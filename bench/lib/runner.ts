@@ -556,7 +556,8 @@ class TargetRun {
   /**
    * The backlog phase's start: freezes the consumers (SIGSTOP), publishes as fast as the publisher can
    * until the queue holds `backlogSize` messages or BACKLOG_FILL_MAX_S have passed, then thaws them. The
-   * consumers are thawed whatever happens, so no frozen process outlives the phase.
+   * consumers are thawed however the fill ends (an error, Ctrl-C); only a bench killed with SIGKILL
+   * meanwhile leaves them stopped, since a stopped process cannot notice that its parent is gone.
    */
   private async fillBacklog(p: PhasePlan, tick: (label: string, second: number) => void): Promise<{ messages: number; fillS: number }> {
     const { system, env } = this;
