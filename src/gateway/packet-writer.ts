@@ -11,7 +11,7 @@ import type { Socket } from 'socket.io';
  *
  * It relies on three socket.io 4 internals: the namespace's ack id counter (shared with `socket.emit`,
  * so ids never collide), the socket's map of ack callbacks (socket.io calls and removes the callback when
- * the client's ack arrives) and the engine.io connection. `supports()` checks them on a socket; where
+ * the client's ack arrives) and the engine.io connection. `supportsDirectWrite()` checks them on a socket; where
  * they are not as expected (another socket.io version), the gateway uses `socket.emit`.
  */
 

@@ -51,14 +51,17 @@ export class PendingAcks {
   /** Every waiting emit, oldest first, taken out of the list (e.g. to settle them on a disconnect). */
   drain(): PendingAck[] {
     const all: PendingAck[] = [];
-    for (let entry = this.head; entry; entry = entry.next) all.push(entry);
+    let entry = this.head;
+    while (entry) {
+      const next = entry.next;
+      entry.prev = undefined;
+      entry.next = undefined;
+      all.push(entry);
+      entry = next;
+    }
     this.head = undefined;
     this.tail = undefined;
     this.count = 0;
-    for (const entry of all) {
-      entry.prev = undefined;
-      entry.next = undefined;
-    }
     return all;
   }
 }

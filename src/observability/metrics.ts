@@ -142,7 +142,7 @@ export class Metrics {
 
   /** One notification received (these three run for every message). */
   received(source: Source, count = 1): void {
-    this.receivedCells.add(SOURCES.indexOf(source), count);
+    this.receivedCells.add(SOURCE_INDEX[source], count);
   }
 
   delivery(target: Target, reliable: boolean, outcome: Outcome, count = 1): void {
@@ -150,7 +150,7 @@ export class Metrics {
   }
 
   latency(reliable: boolean, enqueuedAt: number, now = Date.now()): void {
-    this.deliveryLatency.observe(reliable ? 0 : 1, Math.max(0, now - enqueuedAt) / 1000);
+    this.deliveryLatency.observe(MODE_INDEX[modeOf(reliable)], Math.max(0, now - enqueuedAt) / 1000);
   }
 }
 
@@ -158,14 +158,25 @@ const SOURCES: readonly Source[] = ['amqp', 'http'];
 const MODES: readonly Mode[] = ['reliable', 'volatile'];
 const TARGETS: readonly Target[] = ['session', 'group', 'broadcast'];
 const OUTCOMES: readonly Outcome[] = ['delivered', 'forwarded', 'stored', 'dropped', 'expired', 'failed'];
-const TARGET_INDEX: Record<Target, number> = { session: 0, group: 1, broadcast: 2 };
-const OUTCOME_INDEX: Record<Outcome, number> = { delivered: 0, forwarded: 1, stored: 2, dropped: 3, expired: 4, failed: 5 };
+
+/** Each value's position in its list: the lists above are the one place their order is written. */
+function positions<T extends string>(list: readonly T[]): Record<T, number> {
+  return Object.fromEntries(list.map((value, i) => [value, i])) as Record<T, number>;
+}
+const SOURCE_INDEX = positions(SOURCES);
+const MODE_INDEX = positions(MODES);
+const TARGET_INDEX = positions(TARGETS);
+const OUTCOME_INDEX = positions(OUTCOMES);
 
 /** Every label set of `pushcenter_deliveries_total`, in the order `deliveryIndex` numbers them. */
 const DELIVERY_LABELS = TARGETS.flatMap((target) => MODES.flatMap((mode) => OUTCOMES.map((outcome) => ({ target, mode, outcome }))));
 
+function modeOf(reliable: boolean): Mode {
+  return reliable ? 'reliable' : 'volatile';
+}
+
 function deliveryIndex(target: Target, reliable: boolean, outcome: Outcome): number {
-  return (TARGET_INDEX[target] * MODES.length + (reliable ? 0 : 1)) * OUTCOMES.length + OUTCOME_INDEX[outcome];
+  return (TARGET_INDEX[target] * MODES.length + MODE_INDEX[modeOf(reliable)]) * OUTCOMES.length + OUTCOME_INDEX[outcome];
 }
 
 /**
