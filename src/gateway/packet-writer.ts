@@ -7,22 +7,53 @@ import type { Socket } from 'socket.io';
  * and logs through `debug` (which builds its arguments even when logging is off): about 12 % of all a
  * busy node allocated per message (sampling heap profile, 2026-12-01). Envelopes come from JSON, so they
  * never hold binary data, and the main namespace needs no prefix: the packet is socket.io-parser's text
- * encoding, `2<ack id>[event, payload]`, written to the engine.io connection as socket.io writes it.
+ * encoding, `2<ack id>[event, payload]`.
  *
- * It relies on three socket.io 4 internals: the namespace's ack id counter (shared with `socket.emit`,
- * so ids never collide), the socket's map of ack callbacks (socket.io calls and removes the callback when
- * the client's ack arrives) and the engine.io connection. `supportsDirectWrite()` checks them on a socket; where
- * they are not as expected (another socket.io version), the gateway uses `socket.emit`.
+ * Below socket.io, engine.io and ws add their own layers for each packet (a packet object and events in
+ * engine.io, the packet type prefixed to the text, a frame header and options object in ws, two writes
+ * through Node's stream, each level's completion callback). Where nothing is queued at any of those
+ * levels, the packet is written as one WebSocket text frame, `4` (engine.io's message type) + the packet,
+ * straight to the TCP socket under ws, in one buffer: the bytes on the wire are the ones ws would send.
+ * Anything queued (engine.io waiting for the transport, ws's sender busy, bytes Node has not handed to
+ * the kernel yet) sends the packet through engine.io instead, behind what is queued, so order is kept;
+ * and a slow client's packets then pile up in engine.io's write buffer, where the gateway's per-socket
+ * limit sees them, exactly as without the shortcut.
+ *
+ * It relies on socket.io 4, engine.io 6 and ws 8 internals: the namespace's ack id counter (shared with
+ * `socket.emit`, so ids never collide), the socket's map of ack callbacks (socket.io calls and removes the
+ * callback when the client's ack arrives), the engine.io connection and its transport, and the ws
+ * socket's sender and TCP socket. `supportsDirectWrite()` checks the socket.io ones on a socket (the
+ * gateway uses `socket.emit` where they are not as expected); the frame is written only where the
+ * engine.io and ws ones are as expected, at each write (a connection may upgrade from polling).
  */
 
 interface Internals {
   acks: Map<number, (...args: unknown[]) => void>;
   nsp: { _ids: number; name: string };
-  conn: { readyState: string; write(data: string, options: { compress: boolean }): unknown };
+  conn: EngineConnection;
+}
+
+interface EngineConnection {
+  readyState: string;
+  writeBuffer: unknown[];
+  transport?: { name?: string; writable?: boolean; socket?: WsSocket };
+  write(data: string, options: { compress: boolean }): unknown;
+}
+
+interface WsSocket {
+  readyState?: number;
+  _extensions?: Record<string, unknown>;
+  _sender?: { _state?: number; _queue?: unknown[] };
+  _socket?: { destroyed: boolean; writable: boolean; writableLength: number; write(chunk: Buffer): boolean };
 }
 
 /** As socket.io sends it: compression is asked for, and engine.io applies it only if configured. */
 const WRITE_OPTIONS = { compress: true };
+/** ws's `OPEN` readyState and its sender's idle state. */
+const WS_OPEN = 1;
+const WS_SENDER_IDLE = 0;
+/** Event names that JSON writes as they are between quotes (the notification schema allows only these). */
+const PLAIN_EVENT = /^[A-Za-z0-9_.:-]+$/;
 
 export function supportsDirectWrite(socket: Socket): boolean {
   const s = socket as unknown as Partial<Internals> & { server?: { opts?: { connectionStateRecovery?: unknown } } };
@@ -31,6 +62,7 @@ export function supportsDirectWrite(socket: Socket): boolean {
     s.nsp.name === '/' &&
     typeof s.conn?.write === 'function' &&
     typeof s.conn.readyState === 'string' &&
+    Array.isArray(s.conn.writeBuffer) &&
     // With connection state recovery socket.io stores each packet for replay: leave that to it.
     !s.server?.opts?.connectionStateRecovery;
 }
@@ -39,7 +71,7 @@ export function supportsDirectWrite(socket: Socket): boolean {
 export function writeEvent(socket: Socket, event: string, payload: unknown): void {
   const s = socket as unknown as Internals;
   if (s.conn.readyState !== 'open') return;
-  s.conn.write(`2${JSON.stringify([event, payload])}`, WRITE_OPTIONS);
+  writePacket(s.conn, '', event, payload);
 }
 
 /**
@@ -59,5 +91,52 @@ export function writeEventWithAck(socket: Socket, event: string, payload: unknow
     done(true);
   });
   // socket.io registers the ack even when the connection is closing; the timeout settles it then.
-  if (s.conn.readyState === 'open') s.conn.write(`2${id}${JSON.stringify([event, payload])}`, WRITE_OPTIONS);
+  if (s.conn.readyState === 'open') writePacket(s.conn, String(id), event, payload);
+}
+
+/** socket.io's event packet `2<ackId>["event",payload]`, as one frame where it can be, else through engine.io. */
+function writePacket(conn: EngineConnection, ackId: string, event: string, payload: unknown): void {
+  const json = JSON.stringify(payload);
+  const head = PLAIN_EVENT.test(event) ? `2${ackId}["${event}",` : `2${ackId}[${JSON.stringify(event)},`;
+  const tcp = frameTarget(conn);
+  if (tcp === undefined) {
+    conn.write(`${head}${json}]`, WRITE_OPTIONS);
+    return;
+  }
+  // The frame's payload: engine.io's message type `4`, the head, the JSON, the closing bracket.
+  const length = 1 + head.length + Buffer.byteLength(json) + 1;
+  const headerBytes = length < 126 ? 2 : length < 65_536 ? 4 : 10;
+  const frame = Buffer.allocUnsafe(headerBytes + length);
+  frame[0] = 0x81; // FIN, text frame
+  if (headerBytes === 2) {
+    frame[1] = length;
+  } else if (headerBytes === 4) {
+    frame[1] = 126;
+    frame.writeUInt16BE(length, 2);
+  } else {
+    frame[1] = 127;
+    frame.writeUInt32BE(0, 2);
+    frame.writeUInt32BE(length, 6);
+  }
+  let at = headerBytes;
+  frame[at++] = 0x34; // '4'
+  at += frame.write(head, at, 'latin1');
+  at += frame.write(json, at, 'utf8');
+  frame[at] = 0x5d; // ']'
+  tcp.write(frame);
+}
+
+/** The TCP socket to write a frame to directly, or undefined when something is queued above it. */
+function frameTarget(conn: EngineConnection): NonNullable<WsSocket['_socket']> | undefined {
+  const transport = conn.transport;
+  if (transport?.name !== 'websocket' || transport.writable !== true || conn.writeBuffer.length > 0) return undefined;
+  const ws = transport.socket;
+  const sender = ws?._sender;
+  const tcp = ws?._socket;
+  if (ws?.readyState !== WS_OPEN || !sender || !tcp || !ws._extensions) return undefined;
+  // Compression negotiated (the only extension ws has): ws would compress, and set the RSV1 bit.
+  if (ws._extensions['permessage-deflate'] !== undefined) return undefined;
+  if (sender._state !== WS_SENDER_IDLE || (sender._queue?.length ?? 0) > 0) return undefined;
+  if (tcp.destroyed || !tcp.writable || tcp.writableLength > 0) return undefined;
+  return tcp;
 }

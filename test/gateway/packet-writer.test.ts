@@ -106,6 +106,63 @@ describe('direct packet writes', () => {
     expect(seen).toEqual(['written true']);
   });
 
+  it('write one WebSocket frame straight to the TCP socket when nothing is queued above it', async () => {
+    const conn = socket.conn as unknown as { transport: { send(packets: unknown[]): void; socket: { _socket: { write(chunk: unknown): boolean } } } };
+    const viaEngine: unknown[] = [];
+    const viaTcp: Buffer[] = [];
+    const send = conn.transport.send.bind(conn.transport);
+    conn.transport.send = (packets) => {
+      viaEngine.push(...packets);
+      send(packets);
+    };
+    const tcp = conn.transport.socket._socket;
+    const write = tcp.write.bind(tcp);
+    tcp.write = (chunk: unknown) => {
+      if (Buffer.isBuffer(chunk)) viaTcp.push(chunk);
+      return write(chunk);
+    };
+    const arrived = nextEvent('notice');
+    writeEvent(socket, 'notice', envelope);
+    expect((await arrived).args).toEqual([envelope]);
+    expect(viaEngine).toEqual([]);
+    expect(viaTcp).toHaveLength(1);
+    const text = `42["notice",${JSON.stringify(envelope)}]`;
+    const length = Buffer.byteLength(text);
+    expect(viaTcp[0]).toEqual(Buffer.concat([Buffer.from([0x81, length]), Buffer.from(text)]));
+  });
+
+  it('frame payloads of every length class and any characters as ws does', async () => {
+    const payloads = [
+      { id: 'short', data: 'x' },
+      { id: 'medium', data: 'ü'.repeat(200) },
+      { id: 'long', data: 'ab€😀'.repeat(20_000) },
+      { id: 'quotes', data: 'a "quoted" \\ line\nbreak' },
+    ];
+    for (const payload of payloads) {
+      const arrived = nextEvent('notice');
+      writeEvent(socket, 'notice', payload);
+      expect((await arrived).args).toEqual([payload]);
+    }
+    const odd = nextEvent('odd "name"');
+    writeEvent(socket, 'odd "name"', { id: 'odd' });
+    expect((await odd).args).toEqual([{ id: 'odd' }]);
+  });
+
+  it('keep order behind packets engine.io still holds, and send through engine.io meanwhile', async () => {
+    const seen: string[] = [];
+    client.on('notice', (payload: { id: string }) => seen.push(payload.id));
+    // A packet engine.io cannot send yet: the transport is busy until the previous write completed.
+    const transport = (socket.conn as unknown as { transport: { writable: boolean } }).transport;
+    transport.writable = false;
+    socket.emit('notice', { id: 'queued' });
+    writeEvent(socket, 'notice', { id: 'after' });
+    expect((socket.conn as unknown as { writeBuffer: unknown[] }).writeBuffer).toHaveLength(2);
+    transport.writable = true;
+    (socket.conn as unknown as { flush(): void }).flush();
+    writeEvent(socket, 'notice', { id: 'last' });
+    await expect.poll(() => seen).toEqual(['queued', 'after', 'last']);
+  });
+
   it('write nothing to a closed connection; the ack then times out', async () => {
     const outcomes: boolean[] = [];
     client.close();
