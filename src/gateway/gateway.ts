@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Authenticator } from './auth.js';
 import { UnauthorizedError, type TokenIdentity } from './jwt-auth.js';
+import { readAcksDirectly } from './ack-reader.js';
 import { supportsDirectWrite, writeEvent, writeEventWithAck } from './packet-writer.js';
 import { PendingAcks, type PendingAck } from './pending-acks.js';
 import { RateLimiter } from './rate-limiter.js';
@@ -202,7 +203,11 @@ export class Gateway {
     // garbage collection of a busy node to mark.
     (socket.conn as unknown as { request: unknown }).request = null;
     pendingAcks.set(socket, new PendingAcks());
-    if (supportsDirectWrite(socket as unknown as Socket)) directWrite.add(socket);
+    if (supportsDirectWrite(socket as unknown as Socket)) {
+      directWrite.add(socket);
+      // A client that starts on long-polling gets the reader once it has upgraded to a websocket.
+      if (!readAcksDirectly(socket as unknown as Socket)) socket.conn.once('upgrade', () => readAcksDirectly(socket as unknown as Socket));
+    }
     const identity = socket.data.identity as TokenIdentity | undefined;
     let expiry: NodeJS.Timeout | undefined;
     if (identity) {

@@ -1,0 +1,100 @@
+import type { Socket } from 'socket.io';
+
+/**
+ * Takes the clients' acks off the WebSocket before engine.io and socket.io see them, the counterpart of
+ * packet-writer.ts for the other direction. A client's ack of a reliable message is the text frame
+ * `43<ack id>[args]` (engine.io message, socket.io ACK packet, main namespace). On its way to the ack
+ * callback it is decoded to a string, parsed into an engine.io packet, emitted three times, parsed again
+ * by socket.io-parser (its arguments with JSON.parse), emitted, deferred with `process.nextTick` and
+ * logged through `debug` at most of those steps: for every reliable message a busy node delivers.
+ *
+ * Here the frame's bytes are read once: an ack for the main namespace whose id has a callback in the
+ * socket's ack map calls that callback with the ack's arguments, as socket.io's `onack` would, and takes
+ * it out of the map. socket.io calls it on the next tick; here it is called at once, which only moves
+ * acks ahead of events the same client sent just before them, whose handlers do not depend on them.
+ * Everything else (other packets, binary data, another namespace, an unknown id, a
+ * socket that left, arguments that are not a JSON array, a binary packet being reassembled) goes to
+ * engine.io's own listener unchanged, so socket.io handles it, errors included, exactly as before.
+ *
+ * It relies on engine.io 6 (its websocket transport listens to the ws socket's `message` event, once)
+ * and socket.io 4 (the ack map, the `connected` flag, the decoder's binary reassembly state), with
+ * socket.io's default parser, which the node uses. `readAcksDirectly()` installs it only where those are
+ * as expected; otherwise socket.io reads the acks as usual.
+ */
+
+interface Internals {
+  connected: boolean;
+  acks: Map<number, (...args: unknown[]) => void>;
+  client?: { decoder?: { reconstructor?: unknown } };
+  conn: { transport?: { name?: string; socket?: WsLike } };
+}
+
+type MessageListener = (data: unknown, isBinary: boolean) => void;
+
+interface WsLike {
+  listeners(event: 'message'): MessageListener[];
+  removeListener(event: 'message', listener: MessageListener): unknown;
+  on(event: 'message', listener: MessageListener): unknown;
+}
+
+const CHAR_4 = 0x34;
+const CHAR_3 = 0x33;
+const CHAR_0 = 0x30;
+const CHAR_9 = 0x39;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+/** Ack ids are a counter; more digits than a safe integer holds is not one of ours. */
+const MAX_ID_DIGITS = 15;
+
+/**
+ * Puts the reader in front of engine.io's listener on the socket's WebSocket; false (and nothing
+ * changed) where the connection is not a websocket (yet) or the internals are not as expected.
+ */
+export function readAcksDirectly(socket: Socket): boolean {
+  const s = socket as unknown as Internals;
+  const transport = s.conn?.transport;
+  const ws = transport?.name === 'websocket' ? transport.socket : undefined;
+  if (!ws || typeof ws.listeners !== 'function' || !(s.acks instanceof Map) || typeof s.client?.decoder !== 'object') {
+    return false;
+  }
+  const listeners = ws.listeners('message');
+  if (listeners.length !== 1) return false;
+  const engineListener = listeners[0]!;
+  ws.removeListener('message', engineListener);
+  ws.on('message', (data, isBinary) => {
+    if (isBinary || !Buffer.isBuffer(data) || !takeAck(s, data)) engineListener.call(ws, data, isBinary);
+  });
+  return true;
+}
+
+/** True when `data` was an ack this reader handled; false leaves it to socket.io. */
+function takeAck(s: Internals, data: Buffer): boolean {
+  const n = data.length;
+  if (n < 5 || data[0] !== CHAR_4 || data[1] !== CHAR_3) return false;
+  let id = 0;
+  let i = 2;
+  for (; i < n && i < 2 + MAX_ID_DIGITS; i++) {
+    const c = data[i]!;
+    if (c < CHAR_0 || c > CHAR_9) break;
+    id = id * 10 + (c - CHAR_0);
+  }
+  if (i === 2 || i >= n || data[i] !== OPEN_BRACKET || data[n - 1] !== CLOSE_BRACKET) return false;
+  // socket.io would drop it (socket left) or fail the connection (text amid a binary packet): let it.
+  if (!s.connected || s.client?.decoder?.reconstructor) return false;
+  const ack = s.acks.get(id);
+  if (typeof ack !== 'function') return false;
+  let args: unknown;
+  if (n - i === 2) {
+    args = [];
+  } else {
+    try {
+      args = JSON.parse(data.toString('utf8', i));
+    } catch {
+      return false;
+    }
+    if (!Array.isArray(args)) return false;
+  }
+  ack.apply(s, args as unknown[]);
+  s.acks.delete(id);
+  return true;
+}
