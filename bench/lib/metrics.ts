@@ -139,6 +139,21 @@ export function cpuSeconds(pid: number): number | undefined {
 }
 
 /**
+ * CPU seconds the hypervisor has taken from this machine so far while it had work to run (the `steal`
+ * column of /proc/stat's `cpu` line, all cores); undefined where the kernel does not report it.
+ */
+export function stolenSeconds(): number | undefined {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+    const fields = line.trim().split(/\s+/);
+    if (fields[0] !== 'cpu' || fields.length < 9) return undefined;
+    return Number(fields[8]) / TICKS_PER_SECOND;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * Pids of the local RabbitMQ broker (the `beam.smp` that booted `rabbit`, not a passing rabbitmqctl) and
  * of redis-server, for their CPU share.
  */

@@ -147,7 +147,8 @@ function backlogCell(backlog: PhaseResult | undefined): string {
   return num(backlog.deliveredPerS) + (dry !== undefined ? ` (dry after ${dry} s)` : '');
 }
 
-const BUDGET_TITLE = 'CPU at the maximum rate, per process: % of one core (100 per core) · µs of CPU per delivered message';
+const BUDGET_TITLE = 'CPU at the maximum rate, per process: % of one core (100 per core) · µs of CPU per delivered message; ' +
+  'stolen: CPU the hypervisor took from this machine while it had work (not in the other columns)';
 
 /**
  * Where the machine's CPU went at the maximum rate: each party's share and its cost per delivered
@@ -164,11 +165,12 @@ export function cpuTable(results: RunResults, scenario: ScenarioName): string[] 
       const servers = c.server + c.helpers;
       const total = servers + c.clients + c.rabbitmq + c.redis + c.bench;
       const cell = (share: number) => `${share} % · ${Math.round((share / 100) * 1e6 / measured.deliveredPerS)}`;
-      rows.push([label, num(measured.deliveredPerS), cell(servers), cell(c.clients), cell(c.rabbitmq), cell(c.redis), cell(c.bench), cell(total)]);
+      rows.push([label, num(measured.deliveredPerS), cell(servers), cell(c.clients), cell(c.rabbitmq), cell(c.redis), cell(c.bench), cell(total),
+        c.steal === undefined ? '' : `${c.steal} %`]);
     }
   }
   if (rows.length === 0) return [];
-  return table(['system', 'msgs/s', 'system under test', 'clients', 'RabbitMQ', 'Redis', 'bench (publisher)', 'all'], rows);
+  return table(['system', 'msgs/s', 'system under test', 'clients', 'RabbitMQ', 'Redis', 'bench (publisher)', 'all', 'stolen by the hypervisor'], rows);
 }
 
 function overloadTable(targets: TargetResult[]): string[] {

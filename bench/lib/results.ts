@@ -14,6 +14,12 @@ export interface CpuShare {
   rabbitmq: number;
   redis: number;
   bench: number;
+  /**
+   * Machine-wide: CPU the hypervisor gave to other guests while this one had work to run (`steal` in
+   * /proc/stat). Not in the other figures; the cores were that much smaller in the window. Absent in
+   * results from before 2026-12-01 10:00.
+   */
+  steal?: number;
 }
 
 export interface TimelinePoint {

@@ -2,7 +2,7 @@ import type { Child, Children } from './children.js';
 import { ClientFleet, type ConnectResult } from './fleet.js';
 import { Histogram } from './histogram.js';
 import { rssOf } from './infra.js';
-import { cpuSeconds, delta, outcomes, scrapeNode, sumFigures, type NodeFigures } from './metrics.js';
+import { cpuSeconds, stolenSeconds, delta, outcomes, scrapeNode, sumFigures, type NodeFigures } from './metrics.js';
 import type { Options } from './options.js';
 import { GROUP } from './payload.js';
 import type { CpuShare, OverloadResult, PhaseResult, ScenarioName, TargetResult, TimelinePoint } from './results.js';
@@ -538,7 +538,8 @@ class TargetRun {
       timeline,
     };
     const l = result.latency;
-    const cpuText = (result.cpu ? `, CPU server ${result.cpu.server} % clients ${result.cpu.clients} % rabbitmq ${result.cpu.rabbitmq} %` : '') +
+    const cpuText = (result.cpu ? `, CPU server ${result.cpu.server} % clients ${result.cpu.clients} % rabbitmq ${result.cpu.rabbitmq} %` +
+      (result.cpu.steal ? `, stolen by the hypervisor ${result.cpu.steal} %` : '') : '') +
       (result.loopBusy !== undefined ? `, push-center event loop busy ${Math.round(result.loopBusy * 100)} %` : '') +
       (result.gc ? `, GC ${Math.round(result.gc.share * 100)} % (${result.gc.over100ms} over 100 ms)` : '') +
       (result.loopLagMaxMs !== undefined ? `, longest loop delay ${result.loopLagMaxMs} ms` : '');
@@ -686,20 +687,25 @@ class TargetRun {
       rabbitmq: sum(this.env.servicePids.rabbitmq),
       redis: sum(this.env.servicePids.redis),
       bench: (usage.user + usage.system) / 1e6,
+      steal: stolenSeconds(),
     };
   }
 }
 
 /** CPU seconds so far of each party, at a moment (ms since epoch). */
-interface CpuSample extends CpuShare {
+interface CpuSample extends Required<Omit<CpuShare, 'steal'>> {
   at: number;
+  steal: number | undefined;
 }
 
 function cpuShare(a: CpuSample, b: CpuSample): CpuShare {
   const seconds = (b.at - a.at) / 1000;
   // A process that exited meanwhile drops out of the sum: never report less than nothing.
-  const pct = (key: Exclude<keyof CpuSample, 'at'>) => Math.max(0, round(((b[key] - a[key]) / seconds) * 100));
-  return { server: pct('server'), helpers: pct('helpers'), clients: pct('clients'), rabbitmq: pct('rabbitmq'), redis: pct('redis'), bench: pct('bench') };
+  const share = (from: number, to: number) => Math.max(0, round(((to - from) / seconds) * 100));
+  const pct = (key: Exclude<keyof CpuSample, 'at' | 'steal'>) => share(a[key], b[key]);
+  const shares: CpuShare = { server: pct('server'), helpers: pct('helpers'), clients: pct('clients'), rabbitmq: pct('rabbitmq'), redis: pct('redis'), bench: pct('bench') };
+  if (a.steal !== undefined && b.steal !== undefined) shares.steal = share(a.steal, b.steal);
+  return shares;
 }
 
 function sumRss(system: System): number | undefined {
