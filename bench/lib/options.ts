@@ -56,7 +56,7 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
                        the simulated browsers' socket.io client: the bench's minimal one (default;
                        same frames on the wire, a fraction of the CPU) or socket.io-client itself
   --workers N          client worker processes (default 4)
-  --prefetch N         AMQP prefetch of push-center and the RabbitMQ peer (default 200)
+  --prefetch N         AMQP prefetch of push-center and the RabbitMQ peer, window of the direct peer (default 400, push-center's own default)
   --out DIR            where results-<timestamp>.json/.md go (default bench/results)
   --server dist|src    run push-center from dist/ (built first, default) or from src/ with tsx
   --no-build           with --server dist: use dist/ as it is
@@ -144,7 +144,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     halfDurationS: Math.max(3, Math.round(durationS / 3)),
     overloadDurationS: duration ?? (quick ? 8 : 60),
     warmupS: quick ? 1 : 2,
-    prefetch: int('prefetch', 200, 1, 65_535),
+    prefetch: int('prefetch', 400, 1, 65_535),
     quick,
     out: last('out') ?? 'bench/results',
     server,

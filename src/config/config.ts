@@ -189,7 +189,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
   const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
   // RabbitMQ caps a quorum queue consumer's prefetch at 2,000 (FACTS).
-  const prefetch = int('AMQP_PREFETCH', 200, 1, queueType === 'quorum' ? 2000 : 65_535);
+  const prefetch = int('AMQP_PREFETCH', 400, 1, queueType === 'quorum' ? 2000 : 65_535);
 
   const jwtSecret = raw('AUTH_JWT_SECRET');
   const jwtPublicKey = raw('AUTH_JWT_PUBLIC_KEY');
