@@ -201,7 +201,13 @@ function parseEmbeddedJson(text: string): unknown {
 function depthExceeds(value: unknown, max: number): boolean {
   if (typeof value !== 'object' || value === null) return false;
   if (max === 0) return true;
-  const children = Array.isArray(value) ? value : Object.values(value);
-  for (const child of children) if (depthExceeds(child, max - 1)) return true;
+  if (Array.isArray(value)) {
+    for (const child of value) if (depthExceeds(child, max - 1)) return true;
+    return false;
+  }
+  // for…in rather than Object.values(): no array per object on the hot path. JSON.parse makes plain
+  // objects, whose enumerable properties are all their own.
+  const object = value as Record<string, unknown>;
+  for (const key in object) if (depthExceeds(object[key], max - 1)) return true;
   return false;
 }

@@ -148,6 +148,18 @@ describe('an invalid notification is refused with its reason', () => {
     expect(reason(parser.parseValue({ session: 's', data }, meta))).toBe('too_deep');
   });
 
+  it('counts the depth through objects and arrays alike, and takes data right at the limit', () => {
+    const nest = (levels: number): unknown => {
+      let data: unknown = { leaf: true };
+      for (let i = 1; i < levels; i++) data = i % 2 === 0 ? [1, data] : { before: 'x', child: data, after: [] };
+      return data;
+    };
+    expect(parser.parseValue({ session: 's', data: nest(MAX_DATA_DEPTH) }, meta).ok).toBe(true);
+    expect(reason(parser.parseValue({ session: 's', data: nest(MAX_DATA_DEPTH + 1) }, meta))).toBe('too_deep');
+    const body = Buffer.from(JSON.stringify({ session: 's', data: nest(MAX_DATA_DEPTH + 1) }));
+    expect(reason(parser.parseBytes(body, meta))).toBe('too_deep');
+  });
+
   it('parses a valid body from bytes', () => {
     const result = parser.parseBytes(Buffer.from('{"session":"s","data":{"n":1}}'), meta);
     expect(result.ok && result.notification.data).toEqual({ n: 1 });
