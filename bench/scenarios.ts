@@ -1,6 +1,7 @@
 import type { Options, PeerName } from './lib/options.js';
 import type { TargetResult } from './lib/results.js';
-import { halfRateWarmupS, type TargetPlan } from './lib/runner.js';
+import { backlogScenario, halfRateWarmupS, type TargetPlan } from './lib/runner.js';
+import { consumesFromQueue } from './lib/systems.js';
 import {
   startDirect, startEmitter, startOriginal, startPushCenter, startRabbitOnly, type SystemContext, type SystemSpec,
 } from './lib/systems.js';
@@ -80,8 +81,7 @@ export function estimateSeconds(options: Options, plans: TargetPlan[]): number {
     } else {
       total += options.warmupS + options.durationS + 1 + halfRateWarmupS(options) + options.halfDurationS + 1;
       // The backlog phase: filling the queue (at most 12 s), the window, the rest of the queue drained.
-      const queueFed = plan.kind === 'push-center' || plan.kind === 'rabbitmq' || plan.kind === 'original';
-      if (options.backlog && queueFed && (plan.scenario === 'reliable' || plan.scenario === 'volatile')) {
+      if (options.backlog && consumesFromQueue(plan.kind) && backlogScenario(plan.scenario)) {
         total += 12 + options.warmupS + options.durationS + 10;
       }
     }

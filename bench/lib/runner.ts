@@ -258,7 +258,12 @@ async function runOverload(env: RunEnv, plan: TargetPlan, run: TargetRun, result
 
 /** Session scenarios of systems fed from a RabbitMQ queue whose consumers can be frozen. */
 export function backlogApplies(plan: Pick<TargetPlan, 'scenario'>, system: Pick<System, 'consumers' | 'queue'>): boolean {
-  return (plan.scenario === 'reliable' || plan.scenario === 'volatile') && system.consumers.length > 0 && system.queue !== undefined;
+  return backlogScenario(plan.scenario) && system.consumers.length > 0 && system.queue !== undefined;
+}
+
+/** The scenarios with a backlog phase (for the systems that consume from a queue). */
+export function backlogScenario(scenario: ScenarioName): boolean {
+  return scenario === 'reliable' || scenario === 'volatile';
 }
 
 /** How many messages the backlog phase publishes: twice the rate measured with the publisher, over the phase. */

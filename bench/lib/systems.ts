@@ -16,6 +16,11 @@ import { DeliveryStats } from './stats.js';
 
 export type SystemKind = 'push-center' | 'two-nodes' | 'direct' | 'rabbitmq' | 'emitter' | 'original';
 
+/** The kinds whose systems consume from the RabbitMQ queue (their `consumers`), known before one starts. */
+export function consumesFromQueue(kind: SystemKind): boolean {
+  return kind === 'push-center' || kind === 'two-nodes' || kind === 'rabbitmq' || kind === 'original';
+}
+
 export interface SystemContext {
   children: Children;
   /** The project root. */

@@ -203,10 +203,11 @@ export class Gateway {
     // garbage collection of a busy node to mark.
     (socket.conn as unknown as { request: unknown }).request = null;
     pendingAcks.set(socket, new PendingAcks());
-    if (supportsDirectWrite(socket as unknown as Socket)) {
+    const plain = socket as unknown as Socket;
+    if (supportsDirectWrite(plain)) {
       directWrite.add(socket);
       // A client that starts on long-polling gets the reader once it has upgraded to a websocket.
-      if (!readAcksDirectly(socket as unknown as Socket)) socket.conn.once('upgrade', () => readAcksDirectly(socket as unknown as Socket));
+      if (!readAcksDirectly(plain)) socket.conn.once('upgrade', () => readAcksDirectly(plain));
     }
     const identity = socket.data.identity as TokenIdentity | undefined;
     let expiry: NodeJS.Timeout | undefined;
