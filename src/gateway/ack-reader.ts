@@ -1,4 +1,5 @@
 import type { Socket } from 'socket.io';
+import { startDirectAcks, type DirectAcks } from './direct-acks.js';
 
 /**
  * Takes the clients' acks off the WebSocket before engine.io and socket.io see them, the counterpart of
@@ -8,9 +9,10 @@ import type { Socket } from 'socket.io';
  * by socket.io-parser (its arguments with JSON.parse), emitted, deferred with `process.nextTick` and
  * logged through `debug` at most of those steps: for every reliable message a busy node delivers.
  *
- * Here the frame's bytes are read once: an ack for the main namespace whose id has a callback in the
- * socket's ack map calls that callback with the ack's arguments, as socket.io's `onack` would, and takes
- * it out of the map. socket.io calls it on the next tick; here it is called at once, which only moves
+ * Here the frame's bytes are read once: an ack for the main namespace whose id has a callback waiting,
+ * in the registry of this socket's direct writes (direct-acks.ts) or in socket.io's ack map (its own
+ * emits with an ack, and direct writes made before the reader was installed), calls that callback (the
+ * latter with the ack's arguments, as socket.io's `onack` would) and takes it out. socket.io calls it on the next tick; here it is called at once, which only moves
  * acks ahead of events the same client sent just before them, whose handlers do not depend on them.
  * Everything else (other packets, binary data, another namespace, an unknown id, a
  * socket that left, arguments that are not a JSON array, a binary packet being reassembled) goes to
@@ -61,14 +63,15 @@ export function readAcksDirectly(socket: Socket): boolean {
   if (listeners.length !== 1) return false;
   const engineListener = listeners[0]!;
   ws.removeListener('message', engineListener);
+  const direct = startDirectAcks(socket);
   ws.on('message', (data, isBinary) => {
-    if (isBinary || !Buffer.isBuffer(data) || !takeAck(s, data)) engineListener.call(ws, data, isBinary);
+    if (isBinary || !Buffer.isBuffer(data) || !takeAck(s, direct, data)) engineListener.call(ws, data, isBinary);
   });
   return true;
 }
 
 /** True when `data` was an ack this reader handled; false leaves it to socket.io. */
-function takeAck(s: Internals, data: Buffer): boolean {
+function takeAck(s: Internals, direct: DirectAcks, data: Buffer): boolean {
   const n = data.length;
   if (n < 5 || data[0] !== CHAR_4 || data[1] !== CHAR_3) return false;
   let id = 0;
@@ -81,8 +84,6 @@ function takeAck(s: Internals, data: Buffer): boolean {
   if (i === 2 || i >= n || data[i] !== OPEN_BRACKET || data[n - 1] !== CLOSE_BRACKET) return false;
   // socket.io would drop it (socket left) or fail the connection (text amid a binary packet): let it.
   if (!s.connected || s.client?.decoder?.reconstructor) return false;
-  const ack = s.acks.get(id);
-  if (typeof ack !== 'function') return false;
   let args: unknown;
   if (n - i === 2) {
     args = [];
@@ -94,6 +95,13 @@ function takeAck(s: Internals, data: Buffer): boolean {
     }
     if (!Array.isArray(args)) return false;
   }
+  const mine = direct.take(id);
+  if (mine !== undefined) {
+    mine();
+    return true;
+  }
+  const ack = s.acks.get(id);
+  if (typeof ack !== 'function') return false;
   ack.apply(s, args as unknown[]);
   s.acks.delete(id);
   return true;

@@ -1,4 +1,5 @@
 import type { Socket } from 'socket.io';
+import { directAcksOf } from './direct-acks.js';
 
 /**
  * Emits one event to one socket the way `socket.emit` / `socket.timeout(ms).emit` do, with less work per
@@ -21,7 +22,8 @@ import type { Socket } from 'socket.io';
  *
  * It relies on socket.io 4, engine.io 6 and ws 8 internals: the namespace's ack id counter (shared with
  * `socket.emit`, so ids never collide), the socket's map of ack callbacks (socket.io calls and removes the
- * callback when the client's ack arrives), the engine.io connection and its transport, and the ws
+ * callback when the client's ack arrives; used until the ack reader takes over the socket's acks, see
+ * direct-acks.ts), the engine.io connection and its transport, and the ws
  * socket's sender and TCP socket. `supportsDirectWrite()` checks the socket.io ones on a socket (the
  * gateway uses `socket.emit` where they are not as expected); the frame is written only where the
  * engine.io and ws ones are as expected, at each write (a connection may upgrade from polling).
@@ -82,14 +84,20 @@ export function writeEvent(socket: Socket, event: string, payload: unknown): voi
 export function writeEventWithAck(socket: Socket, event: string, payload: unknown, timeoutMs: number, done: (acked: boolean) => void): void {
   const s = socket as unknown as Internals;
   const id = s.nsp._ids++;
+  // Where the ack reader answers this socket's acks, the callback waits in its registry, not in
+  // socket.io's map (see direct-acks.ts); an ack for an id in neither goes to socket.io, which ignores it.
+  const direct = directAcksOf(socket);
   const timer = setTimeout(() => {
-    s.acks.delete(id);
+    if (direct) direct.take(id);
+    else s.acks.delete(id);
     done(false);
   }, timeoutMs);
-  s.acks.set(id, () => {
+  const onAck = (): void => {
     clearTimeout(timer);
     done(true);
-  });
+  };
+  if (direct) direct.add(id, onAck);
+  else s.acks.set(id, onAck);
   // socket.io registers the ack even when the connection is closing; the timeout settles it then.
   if (s.conn.readyState === 'open') writePacket(s.conn, String(id), event, payload);
 }

@@ -4,6 +4,7 @@ import { Server, type Socket } from 'socket.io';
 import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readAcksDirectly } from '../../src/gateway/ack-reader.js';
+import { directAcksOf } from '../../src/gateway/direct-acks.js';
 import { writeEventWithAck } from '../../src/gateway/packet-writer.js';
 
 /** Acks read off the WebSocket must reach the same callbacks, with the same arguments, as through socket.io. */
@@ -56,6 +57,40 @@ describe('reading acks off the WebSocket', () => {
     await expect.poll(() => outcomes).toEqual([true, true, true]);
     expect(bySocketIo.count).toBe(0);
     expect(acksOf(socket).size).toBe(0);
+  });
+
+  it("keeps a direct write's callback out of socket.io's ack map once it reads the acks, until the ack or the timeout", async () => {
+    const { socket, client } = await start(['websocket']);
+    expect(directAcksOf(socket)).toBeUndefined();
+    expect(readAcksDirectly(socket)).toBe(true);
+    const direct = directAcksOf(socket)!;
+    let answer: (() => void) | undefined;
+    client.on('notice', (_payload: unknown, ack: () => void) => (answer = ack));
+    const outcomes: boolean[] = [];
+    writeEventWithAck(socket, 'notice', { id: 'acked' }, 5000, (acked) => outcomes.push(acked));
+    writeEventWithAck(socket, 'silent', { id: 'not acked' }, 200, (acked) => outcomes.push(acked));
+    expect(direct.size).toBe(2);
+    expect(acksOf(socket).size).toBe(0);
+    await expect.poll(() => answer).toBeDefined();
+    answer!();
+    await expect.poll(() => outcomes).toEqual([true, false]);
+    expect(direct.size).toBe(0);
+    expect(acksOf(socket).size).toBe(0);
+  });
+
+  it("answers acks of direct writes made before it was installed through socket.io's map", async () => {
+    const { socket, client } = await start(['websocket']);
+    let answer: (() => void) | undefined;
+    client.on('notice', (_payload: unknown, ack: () => void) => (answer = ack));
+    const acked = new Promise<boolean>((resolve) => writeEventWithAck(socket, 'notice', { id: 'early' }, 5000, resolve));
+    expect(acksOf(socket).size).toBe(1);
+    expect(readAcksDirectly(socket)).toBe(true);
+    const bySocketIo = countSocketIoAcks(socket);
+    await expect.poll(() => answer).toBeDefined();
+    answer!();
+    expect(await acked).toBe(true);
+    expect(acksOf(socket).size).toBe(0);
+    expect(bySocketIo.count).toBe(0);
   });
 
   it("passes the client's answer to socket.emit's ack callbacks as socket.io does", async () => {
