@@ -21,15 +21,26 @@ export interface Pausable {
 export type PressureReason = 'event_loop_lag' | 'heap' | 'dependency_down';
 
 /**
- * Watches the event loop and the heap; when either crosses its watermark the consumer stops taking new
- * work from the queue, and it resumes only once both are back well below (lag under half, heap under
- * 80 %), so it does not flap. The queue absorbs the excess meanwhile (SPEC §5). A dependency that is
+ * Checks in a row whose lag must be over the watermark before consumption pauses. One stall of a few
+ * hundred ms (a full garbage collection, engine.io's pings falling due for a batch of sockets at once,
+ * the machine's other processes taking the core) is over in the next check: pausing for it held the
+ * queue for a second or more and added that to the latency of everything behind it, while the prefetch
+ * already bounded what the node held. A node that is really overloaded lags at every check.
+ */
+const LAG_CHECKS = 2;
+
+/**
+ * Watches the event loop and the heap; when either crosses its watermark (the lag at `LAG_CHECKS`
+ * checks in a row) the consumer stops taking new work from the queue, and it resumes only once both are
+ * back well below (lag under half, heap under 80 %), so it does not flap. The queue absorbs the excess meanwhile (SPEC §5). A dependency that is
  * down (Redis: no inbox, no directory) holds consumption the same way until it is back.
  */
 export class BackpressureMonitor {
   private readonly delay: IntervalHistogram;
   private timer: NodeJS.Timeout | undefined;
   private pausedFor: PressureReason | undefined;
+  /** Consecutive checks with the lag over the watermark, while not paused. */
+  private lagging = 0;
 
   constructor(
     private readonly options: BackpressureOptions,
@@ -63,11 +74,16 @@ export class BackpressureMonitor {
     const { lagMs: maxLag, heapBytes } = this.options;
     const dependenciesUp = this.options.dependenciesUp?.() ?? true;
     if (!this.pausedFor) {
+      this.lagging = lagMs > maxLag ? this.lagging + 1 : 0;
       const reason: PressureReason | undefined = !dependenciesUp
         ? 'dependency_down'
-        : lagMs > maxLag ? 'event_loop_lag' : heap > heapBytes ? 'heap' : undefined;
-      if (!reason) return;
+        : this.lagging >= LAG_CHECKS ? 'event_loop_lag' : heap > heapBytes ? 'heap' : undefined;
+      if (!reason) {
+        if (this.lagging > 0) this.logger.debug({ lagMs: Math.round(lagMs) }, 'event loop lagged once; not pausing for one stall');
+        return;
+      }
       this.pausedFor = reason;
+      this.lagging = 0;
       this.consumer.pause();
       this.metrics.consumerPaused.set(1);
       this.metrics.backpressureEvents.inc({ reason });

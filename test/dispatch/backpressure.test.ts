@@ -18,14 +18,22 @@ function setup() {
 }
 
 describe('backpressure', () => {
-  it('pauses consumption when the event loop lags, and counts it', async () => {
+  it('pauses consumption when the event loop lags at two checks in a row, and counts it', async () => {
     const { monitor, calls, paused, events } = setup();
     monitor.check(20, 100);
+    monitor.check(150, 100);
     expect(calls).toEqual([]);
     monitor.check(150, 100);
     expect(calls).toEqual(['pause']);
     expect(await paused()).toBe(1);
     expect(await events()).toEqual([['event_loop_lag', 1]]);
+  });
+
+  it('does not pause for one stall between checks without lag', async () => {
+    const { monitor, calls, events } = setup();
+    for (const lag of [150, 20, 300, 20, 150]) monitor.check(lag, 100);
+    expect(calls).toEqual([]);
+    expect(await events()).toEqual([]);
   });
 
   it('pauses when the heap passes its watermark', async () => {
@@ -37,6 +45,7 @@ describe('backpressure', () => {
 
   it('resumes only once lag is under half and heap under 80 % of the watermarks (hysteresis)', async () => {
     const { monitor, calls, paused } = setup();
+    monitor.check(150, 100);
     monitor.check(150, 100);
     monitor.check(80, 100); // below the watermark, not below half of it
     monitor.check(30, 900); // lag fine, heap above 80 %
