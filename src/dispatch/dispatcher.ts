@@ -78,7 +78,11 @@ export class Dispatcher {
       timestamp: message.timestamp,
       receivedAt: Date.now(),
     });
-    if (parsed.ok) return parsed.notification;
+    if (parsed.ok) {
+      // What follows needs the notification only: the queue may let go of the message meanwhile.
+      delivery.release();
+      return parsed.notification;
+    }
     metrics.messagesInvalid.inc({ reason: parsed.error.reason });
     logger.warn({ messageId: message.messageId, reason: parsed.error.reason, detail: parsed.error.message },
       'invalid notification dead-lettered');

@@ -115,8 +115,11 @@ interface ConsumeLink extends Link {
   consumerTag: string | undefined;
 }
 
+/**
+ * A delivery outstanding at the broker. It keeps the tag only: acks and nacks need nothing else, and the
+ * message itself (its properties, headers and body) then lives only as long as the delivery needs it.
+ */
 interface Tracked {
-  readonly msg: ConsumeMessage;
   readonly tag: number;
   acked: boolean;
   ackedAt: number;
@@ -159,7 +162,7 @@ class AckTracker {
   }
 
   track(msg: ConsumeMessage): Tracked {
-    const tracked: Tracked = { msg, tag: msg.fields.deliveryTag, acked: false, ackedAt: 0 };
+    const tracked: Tracked = { tag: msg.fields.deliveryTag, acked: false, ackedAt: 0 };
     this.outstanding.set(tracked.tag, tracked);
     this.heldCount += 1;
     return tracked;
@@ -180,7 +183,7 @@ class AckTracker {
     if (!this.owns(tracked)) return;
     this.outstanding.delete(tracked.tag);
     this.heldCount -= 1;
-    this.send(() => this.channel.nack(tracked.msg, false, true));
+    this.send(() => this.channel.nack(byTag(tracked.tag), false, true));
   }
 
   /**
@@ -202,7 +205,7 @@ class AckTracker {
     }
     if (last) {
       const upTo = last;
-      this.send(() => this.channel.ack(upTo.msg, true));
+      this.send(() => this.channel.ack(byTag(upTo.tag), true));
     }
     if (this.ackedCount === 0) return;
     const force = everything || this.ackedCount >= this.batchMax;
@@ -211,7 +214,7 @@ class AckTracker {
       if (!tracked.acked || (!force && tracked.ackedAt > cutoff)) continue;
       this.outstanding.delete(tracked.tag);
       this.ackedCount -= 1;
-      this.send(() => this.channel.ack(tracked.msg, false));
+      this.send(() => this.channel.ack(byTag(tracked.tag), false));
     }
     if (this.ackedCount > 0) this.arm(ACK_STRAGGLER_MS);
   }
@@ -788,7 +791,7 @@ export class AmqpQueue implements NotificationQueue {
     }
     if (!link.alive) return;
     const tracked = link.tracker.track(msg);
-    const delivery = this.toDelivery(link.tracker, tracked);
+    const delivery = this.toDelivery(link.tracker, tracked, msg);
     const handler = this.handler;
     if (!handler) {
       delivery.requeue();
@@ -802,29 +805,38 @@ export class AmqpQueue implements NotificationQueue {
     }
   }
 
-  private toDelivery(tracker: AckTracker, tracked: Tracked): Delivery {
+  private toDelivery(tracker: AckTracker, tracked: Tracked, consumed: ConsumeMessage): Delivery {
     let settled = false;
     const claim = (): boolean => {
       if (settled) return false;
       settled = true;
       return true;
     };
+    // Held for a dead-letter copy until released; the tracker keeps only the tag.
+    let msg: ConsumeMessage | undefined = consumed;
+    const message = toQueueMessage(consumed);
     return {
-      message: toQueueMessage(tracked.msg),
-      redelivered: tracked.msg.fields.redelivered,
+      message,
+      redelivered: consumed.fields.redelivered,
       ack: () => {
         if (claim()) tracker.ack(tracked);
       },
       requeue: () => {
         if (claim()) tracker.requeue(tracked);
       },
+      release: () => {
+        msg = undefined;
+        message.body = RELEASED_BODY;
+      },
       deadLetter: async (reason, detail) => {
+        if (msg === undefined) throw new Error('dead-letter after release: the message was let go of');
+        const original = msg;
         // A delivery from a channel that is gone was requeued by the broker: it is judged again.
         if (!claim() || !tracker.active) return;
         try {
-          await this.publishDeadLetter(tracked.msg, reason, detail);
+          await this.publishDeadLetter(original, reason, detail);
         } catch (err) {
-          this.log.error({ err, messageId: tracked.msg.properties.messageId, reason },
+          this.log.error({ err, messageId: original.properties.messageId, reason },
             `dead-lettering failed; the message goes back to the queue in ${DEAD_LETTER_RETRY_DELAY_MS} ms`);
           // Not at once: it would come straight back and fail again while the publisher is down.
           setTimeout(() => tracker.requeue(tracked), DEAD_LETTER_RETRY_DELAY_MS).unref();
@@ -834,6 +846,16 @@ export class AmqpQueue implements NotificationQueue {
       },
     };
   }
+}
+
+const RELEASED_BODY = Buffer.alloc(0);
+
+/**
+ * What amqplib's `ack` and `nack` read of a message: its delivery tag (`message.fields.deliveryTag`,
+ * amqplib 0.10 to 2.x), so that the tracker need not keep the whole message for them.
+ */
+function byTag(deliveryTag: number): Message {
+  return { fields: { deliveryTag } } as unknown as Message;
 }
 
 /** The queue message of a delivery; the enqueue time in ms whatever unit the publisher used. */

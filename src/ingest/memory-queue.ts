@@ -135,6 +135,8 @@ export class MemoryQueue implements NotificationQueue {
         const max = this.options.maxDeadLetters ?? 1000;
         if (this.deadLetters.length > max) this.deadLetters.splice(0, this.deadLetters.length - max);
       },
+      // The entry is what a requeue puts back: it is kept whole.
+      release: () => {},
       requeue: () => {
         if (!settle()) return;
         // Back to the head, as RabbitMQ does, flagged as redelivered.

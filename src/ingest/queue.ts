@@ -28,6 +28,12 @@ export interface Delivery {
   deadLetter(reason: string, detail: string): Promise<void>;
   /** Not finished here: back to the queue, to be delivered again (to any node). */
   requeue(): void;
+  /**
+   * The consumer has what it needs from `message` and will not dead-letter it: the queue may let go of
+   * the message meanwhile (`message.body` is then empty), keeping only what `ack` and `requeue` need.
+   * A message waiting for its outcome then holds only what the consumer made of it.
+   */
+  release(): void;
 }
 
 export type DeliveryHandler = (delivery: Delivery) => void;

@@ -101,6 +101,10 @@ class FakeDelivery implements Delivery {
   requeue(): void {
     this.settled.push('requeue');
   }
+  release(): void {
+    this.released = true;
+  }
+  released = false;
 }
 
 /**
@@ -158,6 +162,7 @@ describe.each([
     gateway.answers.set('s1', 'delivered');
     const delivery = await send({ id: 'm', session: 's1', data: 1 });
     expect(delivery.settled).toEqual(['ack']);
+    expect(delivery.released).toBe(true);
     expect(await count({ target: 'session', mode: 'reliable', outcome: 'delivered' })).toBe(1);
     expect(await inbox.size('s1')).toBe(0);
   });
@@ -259,6 +264,8 @@ describe.each([
     const delivery = await send('{"data": 1}');
     expect(delivery.settled).toEqual(['deadLetter']);
     expect(delivery.deadLetterReason).toBe('no_target');
+    // The dead-letter copy needs the message: it is not let go of before.
+    expect(delivery.released).toBe(false);
     const invalid = await metrics.messagesInvalid.get();
     expect(invalid.values).toEqual([expect.objectContaining({ labels: { reason: 'no_target' }, value: 1 })]);
   });

@@ -281,6 +281,26 @@ describe('AmqpQueue (RabbitMQ)', () => {
     expect(await readyCount(opts.queue)).toBe(0);
   });
 
+  it('acks and requeues a released delivery by its tag alone; the redelivery has the whole message', async () => {
+    const opts = options();
+    const engine = await start(opts);
+    await engine.publish([message('kept'), message('back')]);
+    const received = await hold(engine);
+    await waitFor('both deliveries', () => received.length === 2);
+    for (const delivery of received) delivery.release();
+    expect(received.map((d) => d.message.body.length)).toEqual([0, 0]);
+    await expect(received[0]!.deadLetter('not_json', 'too late')).rejects.toThrow(/after release/);
+    received[0]!.ack();
+    received[1]!.requeue();
+    await waitFor('the redelivery', () => received.length === 3);
+    expect(received[2]!.message.messageId).toBe('back');
+    expect(JSON.parse(received[2]!.message.body.toString())).toEqual(JSON.parse(message('back').body.toString()));
+    received[2]!.ack();
+    await engine.close();
+    // Had an ack not reached the broker (or reached it for the wrong tag), closing would have put a message back.
+    expect(await readyCount(opts.queue)).toBe(0);
+  });
+
   it('dead-letters a copy with the reason headers and removes the original', async () => {
     const opts = options();
     const engine = await start(opts);
