@@ -123,6 +123,10 @@ interface Tracked {
   readonly tag: number;
   acked: boolean;
   ackedAt: number;
+  /** In its tracker's list: outstanding at the broker. */
+  listed: boolean;
+  prev: Tracked | undefined;
+  next: Tracked | undefined;
 }
 
 /**
@@ -137,8 +141,14 @@ interface Tracked {
  *   broker, so a later multiple-ack passes over them without acking them again.
  */
 class AckTracker {
-  /** Outstanding at the broker, in delivery-tag order (a Map iterates in insertion order). */
-  private readonly outstanding = new Map<number, Tracked>();
+  /**
+   * Outstanding at the broker, in delivery-tag order: a list linked through the entries. A Map keyed by
+   * tag (set at each delivery, deleted at each ack) rebuilt its hash table again and again, and each
+   * table lived long enough to be promoted out of the young generation: a tenth of what a busy node
+   * promoted once the broker messages were released (sampling heap profile, 2026-12-01).
+   */
+  private head: Tracked | undefined;
+  private tail: Tracked | undefined;
   private ackedCount = 0;
   private heldCount = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -162,8 +172,10 @@ class AckTracker {
   }
 
   track(msg: ConsumeMessage): Tracked {
-    const tracked: Tracked = { tag: msg.fields.deliveryTag, acked: false, ackedAt: 0 };
-    this.outstanding.set(tracked.tag, tracked);
+    const tracked: Tracked = { tag: msg.fields.deliveryTag, acked: false, ackedAt: 0, listed: true, prev: this.tail, next: undefined };
+    if (this.tail) this.tail.next = tracked;
+    else this.head = tracked;
+    this.tail = tracked;
     this.heldCount += 1;
     return tracked;
   }
@@ -181,7 +193,7 @@ class AckTracker {
   /** Back to the queue now (nack with requeue); never delayed, so it is never swallowed by a batch. */
   requeue(tracked: Tracked): void {
     if (!this.owns(tracked)) return;
-    this.outstanding.delete(tracked.tag);
+    this.unlink(tracked);
     this.heldCount -= 1;
     this.send(() => this.channel.nack(byTag(tracked.tag), false, true));
   }
@@ -197,11 +209,10 @@ class AckTracker {
     }
     if (!this.alive || this.ackedCount === 0) return;
     let last: Tracked | undefined;
-    for (const tracked of this.outstanding.values()) {
-      if (!tracked.acked) break;
-      this.outstanding.delete(tracked.tag);
+    while (this.head?.acked) {
+      last = this.head;
+      this.unlink(last);
       this.ackedCount -= 1;
-      last = tracked;
     }
     if (last) {
       const upTo = last;
@@ -210,11 +221,15 @@ class AckTracker {
     if (this.ackedCount === 0) return;
     const force = everything || this.ackedCount >= this.batchMax;
     const cutoff = Date.now() - ACK_STRAGGLER_MS;
-    for (const tracked of this.outstanding.values()) {
-      if (!tracked.acked || (!force && tracked.ackedAt > cutoff)) continue;
-      this.outstanding.delete(tracked.tag);
-      this.ackedCount -= 1;
-      this.send(() => this.channel.ack(byTag(tracked.tag), false));
+    for (let tracked = this.head; tracked; ) {
+      const next = tracked.next;
+      if (tracked.acked && (force || tracked.ackedAt <= cutoff)) {
+        this.unlink(tracked);
+        this.ackedCount -= 1;
+        const tag = tracked.tag;
+        this.send(() => this.channel.ack(byTag(tag), false));
+      }
+      tracked = next;
     }
     if (this.ackedCount > 0) this.arm(ACK_STRAGGLER_MS);
   }
@@ -224,13 +239,24 @@ class AckTracker {
     this.alive = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    this.outstanding.clear();
+    this.head = undefined;
+    this.tail = undefined;
     this.ackedCount = 0;
     this.heldCount = 0;
   }
 
   private owns(tracked: Tracked): boolean {
-    return this.alive && !tracked.acked && this.outstanding.get(tracked.tag) === tracked;
+    return this.alive && !tracked.acked && tracked.listed;
+  }
+
+  private unlink(tracked: Tracked): void {
+    if (tracked.prev) tracked.prev.next = tracked.next;
+    else this.head = tracked.next;
+    if (tracked.next) tracked.next.prev = tracked.prev;
+    else this.tail = tracked.prev;
+    tracked.prev = undefined;
+    tracked.next = undefined;
+    tracked.listed = false;
   }
 
   /** Flushes within `ms`: an earlier deadline replaces a later one (a slot held is throughput lost). */
