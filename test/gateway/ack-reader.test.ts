@@ -93,6 +93,23 @@ describe('reading acks off the WebSocket', () => {
     expect(bySocketIo.count).toBe(0);
   });
 
+  it("lets go of ws's last masking key after each message, and every later frame still reads right", async () => {
+    const { socket, client } = await start(['websocket']);
+    expect(readAcksDirectly(socket)).toBe(true);
+    const receiver = (socket.conn.transport as unknown as { socket: { _receiver: { _mask?: unknown } } }).socket._receiver;
+    client.on('notice', (_payload: unknown, ack: () => void) => ack());
+    const events: unknown[] = [];
+    socket.on('hello', (payload: unknown) => events.push(payload));
+    for (let i = 0; i < 3; i++) {
+      expect(await new Promise<boolean>((resolve) => writeEventWithAck(socket, 'notice', { i }, 5000, resolve))).toBe(true);
+      expect(receiver._mask).toBeUndefined();
+      client.emit('hello', { i, text: 'ü€😀'.repeat(i * 50) });
+      await expect.poll(() => events.length).toBe(i + 1);
+      expect(receiver._mask).toBeUndefined();
+    }
+    expect(events).toEqual([0, 1, 2].map((i) => ({ i, text: 'ü€😀'.repeat(i * 50) })));
+  });
+
   it("passes the client's answer to socket.emit's ack callbacks as socket.io does", async () => {
     const { socket, client } = await start(['websocket']);
     readAcksDirectly(socket);
