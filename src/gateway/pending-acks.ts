@@ -1,10 +1,10 @@
+import { LinkedList, type Linked } from '../util/linked-list.js';
+
 /** A reliable emit waiting for its ack; settled once, by the ack, the timeout or a disconnect. */
-export interface PendingAck {
+export interface PendingAck extends Linked<PendingAck> {
   readonly settle: (acked: boolean) => void;
   /** When it was emitted (ms since epoch). */
   readonly sentAt: number;
-  prev: PendingAck | undefined;
-  next: PendingAck | undefined;
 }
 
 /**
@@ -14,54 +14,31 @@ export interface PendingAck {
  * promoted all of them and the full collections of a busy node had more to do.
  */
 export class PendingAcks {
-  private head: PendingAck | undefined;
-  private tail: PendingAck | undefined;
-  private count = 0;
+  private readonly list = new LinkedList<PendingAck>();
 
   get size(): number {
-    return this.count;
+    return this.list.size;
   }
 
   /** When the oldest un-acked emit went out; undefined when none waits. */
   get oldestSentAt(): number | undefined {
-    return this.head?.sentAt;
+    return this.list.head?.sentAt;
   }
 
   add(settle: (acked: boolean) => void, sentAt: number): PendingAck {
-    const entry: PendingAck = { settle, sentAt, prev: this.tail, next: undefined };
-    if (this.tail) this.tail.next = entry;
-    else this.head = entry;
-    this.tail = entry;
-    this.count += 1;
+    const entry: PendingAck = { settle, sentAt, prev: undefined, next: undefined };
+    this.list.push(entry);
     return entry;
   }
 
   /** Takes an entry out; one taken out already is left alone. */
   remove(entry: PendingAck): void {
-    if (entry.prev === undefined && this.head !== entry) return;
-    if (entry.prev) entry.prev.next = entry.next;
-    else this.head = entry.next;
-    if (entry.next) entry.next.prev = entry.prev;
-    else this.tail = entry.prev;
-    entry.prev = undefined;
-    entry.next = undefined;
-    this.count -= 1;
+    if (entry.prev === undefined && this.list.head !== entry) return;
+    this.list.remove(entry);
   }
 
   /** Every waiting emit, oldest first, taken out of the list (e.g. to settle them on a disconnect). */
   drain(): PendingAck[] {
-    const all: PendingAck[] = [];
-    let entry = this.head;
-    while (entry) {
-      const next = entry.next;
-      entry.prev = undefined;
-      entry.next = undefined;
-      all.push(entry);
-      entry = next;
-    }
-    this.head = undefined;
-    this.tail = undefined;
-    this.count = 0;
-    return all;
+    return this.list.drain();
   }
 }
