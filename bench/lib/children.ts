@@ -19,6 +19,8 @@ export interface Child {
   output(): string;
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   alive(): boolean;
+  /** How it ended (`exit code 1`, `signal SIGKILL`); undefined while it runs. */
+  exitStatus(): string | undefined;
 }
 
 const OUTPUT_LINES = 200;
@@ -121,9 +123,11 @@ export class Children {
     proc.stdout?.on('data', keep);
     proc.stderr?.on('data', keep);
     let done = false;
+    let status: string | undefined;
     const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
       proc.once('exit', (code, sig) => {
         done = true;
+        status = sig ? `signal ${sig}` : `exit code ${code}`;
         this.live.delete(pid);
         resolve({ code, signal: sig });
       });
@@ -137,6 +141,7 @@ export class Children {
       output: () => lines.join('\n'),
       exited,
       alive: () => !done,
+      exitStatus: () => status,
     };
     this.live.set(pid, child);
     return child;

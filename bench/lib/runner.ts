@@ -678,7 +678,7 @@ class TargetRun {
 
   private assertAlive(): void {
     const dead = [...this.system.servers, ...this.system.helpers].find((child) => !child.alive());
-    if (dead) throw new Error(`${dead.name} exited during the run`);
+    if (dead) throw new Error(`${dead.name} exited during the run (${dead.exitStatus() ?? 'status unknown'})`);
   }
 
   private cpuNow(): CpuSample {

@@ -149,6 +149,17 @@ describe('backlog phase', () => {
     await vi.waitFor(() => expect(last()).toBeGreaterThan(frozenAt + 2), { timeout: 5000 });
   });
 
+  it('tells how a child ended: its exit code, or the signal that killed it', async () => {
+    const failing = children.spawnNode('failing', ['-e', 'process.exit(3)'], process.env, ROOT);
+    const killed = children.spawnNode('killed', ['-e', 'setInterval(() => {}, 1000)'], process.env, ROOT);
+    expect(killed.exitStatus()).toBeUndefined();
+    await failing.exited;
+    expect(failing.exitStatus()).toBe('exit code 3');
+    signalAll([killed], 'SIGKILL');
+    await killed.exited;
+    expect(killed.exitStatus()).toBe('signal SIGKILL');
+  });
+
   it('reports the full-queue rate beside the one with the publisher, and says when the queue ran dry', () => {
     const phase = (name: string, deliveredPerS: number, backlog?: object) => ({
       name, deliveredPerS, deliveriesPerS: deliveredPerS, latency: { p50: 1, p99: 2, max: 3 }, published: 0, duplicates: 0,
