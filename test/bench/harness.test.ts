@@ -155,7 +155,7 @@ describe('backlog phase', () => {
     expect(killed.exitStatus()).toBeUndefined();
     await failing.exited;
     expect(failing.exitStatus()).toBe('exit code 3');
-    signalAll([killed], 'SIGKILL');
+    process.kill(killed.pid, 'SIGKILL');
     await killed.exited;
     expect(killed.exitStatus()).toBe('signal SIGKILL');
   });
