@@ -1,6 +1,8 @@
 import { createServer, type Server as HttpServer } from 'node:http';
 import { HEARTBEAT_TIMEOUT_MS, type PeerCommand, type PeerReport } from '../lib/ipc.js';
 
+const HEARTBEAT_CHECK_MS = 1000;
+
 /** What the peers share: the parent link (reports, commands, exit with the parent) and `register`. */
 
 export function report(message: PeerReport): void {
@@ -30,9 +32,17 @@ export function listenToParent(onCommand: (command: PeerCommand) => void, before
   });
   process.on('disconnect', () => exit(1));
   process.on('SIGTERM', () => exit(0));
+  let lastTick = Date.now();
   setInterval(() => {
-    if (Date.now() - lastHeartbeat > HEARTBEAT_TIMEOUT_MS) exit(2);
-  }, 1000).unref();
+    const now = Date.now();
+    const late = now - lastTick > 2 * HEARTBEAT_CHECK_MS;
+    lastTick = now;
+    // A loop that was held (a peer working off a huge backlog of its own emits) has not read the heartbeats
+    // that came meanwhile: timers run before the loop reads them, so look again at the next tick. A parent
+    // that is gone still ends it: 'disconnect', and the guard every child runs.
+    if (late) return;
+    if (now - lastHeartbeat > HEARTBEAT_TIMEOUT_MS) exit(2);
+  }, HEARTBEAT_CHECK_MS).unref();
 }
 
 /** An HTTP server on a free local port, reported to the parent once listening. */
