@@ -7,7 +7,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Authenticator } from './auth.js';
 import { UnauthorizedError, type TokenIdentity } from './jwt-auth.js';
 import { readAcksDirectly } from './ack-reader.js';
-import { supportsDirectWrite, writeEvent, writeEventWithAck } from './packet-writer.js';
+import { supportsDirectWrite, writeEvent, writeEventWithAck, writeSocketIoPacketsDirectly } from './packet-writer.js';
 import { PendingAcks, type PendingAck } from './pending-acks.js';
 import { RateLimiter } from './rate-limiter.js';
 import type {
@@ -206,6 +206,8 @@ export class Gateway {
     const plain = socket as unknown as Socket;
     if (supportsDirectWrite(plain)) {
       directWrite.add(socket);
+      // Group and broadcast emits, which socket.io writes itself, as single frames too.
+      writeSocketIoPacketsDirectly(plain);
       // A client that starts on long-polling gets the reader once it has upgraded to a websocket.
       if (!readAcksDirectly(plain)) socket.conn.once('upgrade', () => readAcksDirectly(plain));
     }

@@ -113,6 +113,56 @@ function writePacket(conn: EngineConnection, ackId: string, event: string, paylo
   }
   // The frame's payload: engine.io's message type `4`, the head, the JSON, the closing bracket.
   const length = 1 + head.length + Buffer.byteLength(json) + 1;
+  const [frame, start] = textFrame(length);
+  let at = start;
+  frame[at++] = 0x34; // '4'
+  at += frame.write(head, at, 'latin1');
+  at += frame.write(json, at, 'utf8');
+  frame[at] = 0x5d; // ']'
+  tcp.write(frame);
+}
+
+/**
+ * What socket.io writes to the socket's connection itself (group and broadcast emits through the adapter,
+ * from this node or relayed from another, `socket.emit`, the answers to the client's events) goes out as
+ * `writeEvent`'s packets do: one frame straight to the TCP socket where nothing is queued above it, else
+ * through engine.io. A group emit hands every member the same encoded packet, so its frame is built once
+ * for all of them (ws would build a header and write two buffers per member, after engine.io's packet
+ * object and events). Anything but one text packet (binary data, several parts) goes through engine.io,
+ * as does a volatile packet the transport cannot take now, which socket.io then drops. False (and
+ * nothing changed) where socket.io's client is not as expected.
+ */
+export function writeSocketIoPacketsDirectly(socket: Socket): boolean {
+  const client = (socket as unknown as { client?: { conn?: EngineConnection; writeToEngine?: unknown } }).client;
+  const conn = client?.conn;
+  if (!client || !conn || typeof client.writeToEngine !== 'function') return false;
+  const viaEngine = client.writeToEngine as (encodedPackets: unknown, options: unknown) => void;
+  client.writeToEngine = function writeToEngine(this: unknown, encodedPackets: unknown, options: unknown): void {
+    const text = Array.isArray(encodedPackets) ? (encodedPackets.length === 1 ? encodedPackets[0] : undefined) : encodedPackets;
+    const tcp = typeof text === 'string' && conn.readyState === 'open' ? frameTarget(conn) : undefined;
+    if (tcp === undefined) viaEngine.call(this, encodedPackets, options);
+    else tcp.write(sharedFrame(text as string));
+  };
+  return true;
+}
+
+/** The frame of the packet written last: a group emit writes the same one to every member. */
+let lastPacket: string | undefined;
+let lastFrame: Buffer | undefined;
+
+function sharedFrame(packet: string): Buffer {
+  if (packet !== lastPacket || lastFrame === undefined) {
+    const [frame, at] = textFrame(1 + Buffer.byteLength(packet));
+    frame[at] = 0x34; // '4', engine.io's message type
+    frame.write(packet, at + 1, 'utf8');
+    lastPacket = packet;
+    lastFrame = frame;
+  }
+  return lastFrame;
+}
+
+/** A WebSocket text frame (FIN, unmasked, no compression) with room for `length` bytes of payload, and where it starts. */
+function textFrame(length: number): [Buffer, number] {
   const headerBytes = length < 126 ? 2 : length < 65_536 ? 4 : 10;
   const frame = Buffer.allocUnsafe(headerBytes + length);
   frame[0] = 0x81; // FIN, text frame
@@ -126,12 +176,7 @@ function writePacket(conn: EngineConnection, ackId: string, event: string, paylo
     frame.writeUInt32BE(0, 2);
     frame.writeUInt32BE(length, 6);
   }
-  let at = headerBytes;
-  frame[at++] = 0x34; // '4'
-  at += frame.write(head, at, 'latin1');
-  at += frame.write(json, at, 'utf8');
-  frame[at] = 0x5d; // ']'
-  tcp.write(frame);
+  return [frame, headerBytes];
 }
 
 /** The TCP socket to write a frame to directly, or undefined when something is queued above it. */

@@ -13,7 +13,13 @@ vi.mock('../../src/gateway/packet-writer.js', async (importOriginal) => {
   const unavailable = (): never => {
     throw new Error('direct write used although supportsDirectWrite() said no');
   };
-  return { ...original, supportsDirectWrite: () => false, writeEvent: unavailable, writeEventWithAck: unavailable };
+  return {
+    ...original,
+    supportsDirectWrite: () => false,
+    writeEvent: unavailable,
+    writeEventWithAck: unavailable,
+    writeSocketIoPacketsDirectly: unavailable,
+  };
 });
 
 describeNode('embedded node, envelopes sent through socket.emit', async () => ({ env: {}, cleanup: async () => {} }));

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import { io as connect, type Socket as ClientSocket } from 'socket.io-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { supportsDirectWrite, writeEvent, writeEventWithAck } from '../../src/gateway/packet-writer.js';
+import { supportsDirectWrite, writeEvent, writeEventWithAck, writeSocketIoPacketsDirectly } from '../../src/gateway/packet-writer.js';
 
 /** Envelopes written without socket.io's `emit` must reach a socket.io client exactly as `emit` sends them. */
 
@@ -161,6 +161,78 @@ describe('direct packet writes', () => {
     (socket.conn as unknown as { flush(): void }).flush();
     writeEvent(socket, 'notice', { id: 'last' });
     await expect.poll(() => seen).toEqual(['queued', 'after', 'last']);
+  });
+
+  /** Records what goes through engine.io's transport and what is written to the TCP socket directly. */
+  function watchWrites() {
+    const conn = socket.conn as unknown as { transport: { send(packets: unknown[]): void; socket: { _socket: { write(chunk: unknown): boolean } } } };
+    const viaEngine: unknown[] = [];
+    const viaTcp: Buffer[] = [];
+    const send = conn.transport.send.bind(conn.transport);
+    conn.transport.send = (packets) => {
+      viaEngine.push(...packets);
+      send(packets);
+    };
+    const tcp = conn.transport.socket._socket as unknown as { write(...args: unknown[]): boolean };
+    const write = tcp.write.bind(tcp);
+    tcp.write = (...args: unknown[]) => {
+      if (Buffer.isBuffer(args[0])) viaTcp.push(args[0]);
+      return write(...args);
+    };
+    return { viaEngine, viaTcp };
+  }
+
+  it("write socket.io's own packets (group emits) as one frame, the bytes ws would send", async () => {
+    expect(writeSocketIoPacketsDirectly(socket)).toBe(true);
+    socket.join('g');
+    const { viaEngine, viaTcp } = watchWrites();
+    for (const payload of [envelope, { id: 'long', data: 'ab€😀'.repeat(20_000) }]) {
+      const arrived = nextEvent('notice');
+      server.to('g').emit('notice', payload);
+      expect((await arrived).args).toEqual([payload]);
+    }
+    expect(viaEngine).toEqual([]);
+    expect(viaTcp).toHaveLength(2);
+    const text = `42["notice",${JSON.stringify(envelope)}]`;
+    expect(viaTcp[0]).toEqual(Buffer.concat([Buffer.from([0x81, Buffer.byteLength(text)]), Buffer.from(text)]));
+  });
+
+  it('leave binary packets, and volatile ones the transport cannot take now, to engine.io', async () => {
+    writeSocketIoPacketsDirectly(socket);
+    socket.join('g');
+    const { viaEngine } = watchWrites();
+    const binary = nextEvent('blob');
+    server.to('g').emit('blob', { id: 'b', bytes: Buffer.from([1, 2, 3]) });
+    const [{ bytes }] = (await binary).args as [{ bytes: ArrayBuffer }];
+    expect([...new Uint8Array(bytes)]).toEqual([1, 2, 3]);
+    // Both parts (the text packet and its attachment) went through engine.io's transport.
+    expect(viaEngine).toHaveLength(2);
+
+    const seen: string[] = [];
+    client.on('notice', (payload: { id: string }) => seen.push(payload.id));
+    const transport = (socket.conn as unknown as { transport: { writable: boolean } }).transport;
+    transport.writable = false;
+    server.to('g').volatile.emit('notice', { id: 'dropped' });
+    expect((socket.conn as unknown as { writeBuffer: unknown[] }).writeBuffer).toHaveLength(0);
+    transport.writable = true;
+    server.to('g').emit('notice', { id: 'kept' });
+    await expect.poll(() => seen).toEqual(['kept']);
+  });
+
+  it('keep group emits in order behind packets engine.io still holds', async () => {
+    writeSocketIoPacketsDirectly(socket);
+    socket.join('g');
+    const seen: string[] = [];
+    client.on('notice', (payload: { id: string }) => seen.push(payload.id));
+    const transport = (socket.conn as unknown as { transport: { writable: boolean } }).transport;
+    transport.writable = false;
+    writeEvent(socket, 'notice', { id: 'queued' });
+    server.to('g').emit('notice', { id: 'group' });
+    expect((socket.conn as unknown as { writeBuffer: unknown[] }).writeBuffer).toHaveLength(2);
+    transport.writable = true;
+    (socket.conn as unknown as { flush(): void }).flush();
+    server.to('g').emit('notice', { id: 'last' });
+    await expect.poll(() => seen).toEqual(['queued', 'group', 'last']);
   });
 
   it('write nothing to a closed connection; the ack then times out', async () => {
