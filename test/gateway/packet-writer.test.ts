@@ -107,20 +107,7 @@ describe('direct packet writes', () => {
   });
 
   it('write one WebSocket frame straight to the TCP socket when nothing is queued above it', async () => {
-    const conn = socket.conn as unknown as { transport: { send(packets: unknown[]): void; socket: { _socket: { write(chunk: unknown): boolean } } } };
-    const viaEngine: unknown[] = [];
-    const viaTcp: Buffer[] = [];
-    const send = conn.transport.send.bind(conn.transport);
-    conn.transport.send = (packets) => {
-      viaEngine.push(...packets);
-      send(packets);
-    };
-    const tcp = conn.transport.socket._socket;
-    const write = tcp.write.bind(tcp);
-    tcp.write = (chunk: unknown) => {
-      if (Buffer.isBuffer(chunk)) viaTcp.push(chunk);
-      return write(chunk);
-    };
+    const { viaEngine, viaTcp } = watchWrites();
     const arrived = nextEvent('notice');
     writeEvent(socket, 'notice', envelope);
     expect((await arrived).args).toEqual([envelope]);
