@@ -32,8 +32,9 @@ const LAG_CHECKS = 2;
 /**
  * Watches the event loop and the heap; when either crosses its watermark (the lag at `LAG_CHECKS`
  * checks in a row) the consumer stops taking new work from the queue, and it resumes only once both are
- * back well below (lag under half, heap under 80 %), so it does not flap. The queue absorbs the excess meanwhile (SPEC §5). A dependency that is
- * down (Redis: no inbox, no directory) holds consumption the same way until it is back.
+ * back well below (lag under half, heap under 80 %), so it does not flap. The queue absorbs the excess
+ * meanwhile (SPEC §5). A dependency that is down (Redis: no inbox, no directory) holds consumption the
+ * same way until it is back.
  */
 export class BackpressureMonitor {
   private readonly delay: IntervalHistogram;

@@ -12,11 +12,12 @@ import { startDirectAcks, type DirectAcks } from './direct-acks.js';
  * Here the frame's bytes are read once: an ack for the main namespace whose id has a callback waiting,
  * in the registry of this socket's direct writes (direct-acks.ts) or in socket.io's ack map (its own
  * emits with an ack, and direct writes made before the reader was installed), calls that callback (the
- * latter with the ack's arguments, as socket.io's `onack` would) and takes it out. socket.io calls it on the next tick; here it is called at once, which only moves
- * acks ahead of events the same client sent just before them, whose handlers do not depend on them.
- * Everything else (other packets, binary data, another namespace, an unknown id, a
- * socket that left, arguments that are not a JSON array, a binary packet being reassembled) goes to
- * engine.io's own listener unchanged, so socket.io handles it, errors included, exactly as before.
+ * latter with the ack's arguments, as socket.io's `onack` would) and takes it out. socket.io calls it on
+ * the next tick; here it is called at once, which only moves acks ahead of events the same client sent
+ * just before them, whose handlers do not depend on them. Everything else (other packets, binary data,
+ * another namespace, an unknown id, a socket that left, arguments that are not a JSON array, a binary
+ * packet being reassembled) goes to engine.io's own listener unchanged, so socket.io handles it, errors
+ * included, exactly as before.
  *
  * It relies on engine.io 6 (its websocket transport listens to the ws socket's `message` event, once)
  * and socket.io 4 (the ack map, the `connected` flag, the decoder's binary reassembly state), with

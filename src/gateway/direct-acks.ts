@@ -1,4 +1,5 @@
 import type { Socket } from 'socket.io';
+import { LinkedList, type Linked } from '../util/linked-list.js';
 
 /**
  * The ack callbacks of one socket's direct writes (packet-writer.ts) that its ack reader (ack-reader.ts)
@@ -16,40 +17,30 @@ import type { Socket } from 'socket.io';
  * holds at most the gateway's per-socket limit of them, so the walk is short.
  */
 export class DirectAcks {
-  private head: Waiting | undefined;
-  private tail: Waiting | undefined;
+  private readonly waiting = new LinkedList<Waiting>();
 
   add(id: number, ack: () => void): void {
-    const entry: Waiting = { id, ack, next: undefined };
-    if (this.tail) this.tail.next = entry;
-    else this.head = entry;
-    this.tail = entry;
+    this.waiting.push({ id, ack, prev: undefined, next: undefined });
   }
 
   /** The callback waiting for `id`, taken out; undefined when none waits for it (unknown, timed out, answered). */
   take(id: number): (() => void) | undefined {
-    let previous: Waiting | undefined;
-    for (let entry = this.head; entry; previous = entry, entry = entry.next) {
+    for (let entry = this.waiting.head; entry; entry = entry.next) {
       if (entry.id !== id) continue;
-      if (previous) previous.next = entry.next;
-      else this.head = entry.next;
-      if (this.tail === entry) this.tail = previous;
+      this.waiting.remove(entry);
       return entry.ack;
     }
     return undefined;
   }
 
   get size(): number {
-    let n = 0;
-    for (let entry = this.head; entry; entry = entry.next) n += 1;
-    return n;
+    return this.waiting.size;
   }
 }
 
-interface Waiting {
+interface Waiting extends Linked<Waiting> {
   readonly id: number;
   readonly ack: () => void;
-  next: Waiting | undefined;
 }
 
 const bySocket = new WeakMap<Socket, DirectAcks>();

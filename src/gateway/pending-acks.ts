@@ -33,8 +33,7 @@ export class PendingAcks {
 
   /** Takes an entry out; one taken out already is left alone. */
   remove(entry: PendingAck): void {
-    if (entry.prev === undefined && this.list.head !== entry) return;
-    this.list.remove(entry);
+    if (this.list.has(entry)) this.list.remove(entry);
   }
 
   /** Every waiting emit, oldest first, taken out of the list (e.g. to settle them on a disconnect). */

@@ -124,8 +124,6 @@ interface Tracked extends Linked<Tracked> {
   readonly tag: number;
   acked: boolean;
   ackedAt: number;
-  /** In its tracker's list: outstanding at the broker. */
-  listed: boolean;
 }
 
 /**
@@ -169,7 +167,7 @@ class AckTracker {
   }
 
   track(msg: ConsumeMessage): Tracked {
-    const tracked: Tracked = { tag: msg.fields.deliveryTag, acked: false, ackedAt: 0, listed: true, prev: undefined, next: undefined };
+    const tracked: Tracked = { tag: msg.fields.deliveryTag, acked: false, ackedAt: 0, prev: undefined, next: undefined };
     this.outstanding.push(tracked);
     this.heldCount += 1;
     return tracked;
@@ -188,7 +186,7 @@ class AckTracker {
   /** Back to the queue now (nack with requeue); never delayed, so it is never swallowed by a batch. */
   requeue(tracked: Tracked): void {
     if (!this.owns(tracked)) return;
-    this.unlink(tracked);
+    this.outstanding.remove(tracked);
     this.heldCount -= 1;
     this.send(() => this.channel.nack(byTag(tracked.tag), false, true));
   }
@@ -206,7 +204,7 @@ class AckTracker {
     let last: Tracked | undefined;
     while (this.outstanding.head?.acked) {
       last = this.outstanding.head;
-      this.unlink(last);
+      this.outstanding.remove(last);
       this.ackedCount -= 1;
     }
     if (last) {
@@ -219,7 +217,7 @@ class AckTracker {
     for (let tracked = this.outstanding.head; tracked; ) {
       const next = tracked.next;
       if (tracked.acked && (force || tracked.ackedAt <= cutoff)) {
-        this.unlink(tracked);
+        this.outstanding.remove(tracked);
         this.ackedCount -= 1;
         const tag = tracked.tag;
         this.send(() => this.channel.ack(byTag(tag), false));
@@ -234,18 +232,13 @@ class AckTracker {
     this.alive = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    for (const tracked of this.outstanding.drain()) tracked.listed = false;
+    this.outstanding.drain();
     this.ackedCount = 0;
     this.heldCount = 0;
   }
 
   private owns(tracked: Tracked): boolean {
-    return this.alive && !tracked.acked && tracked.listed;
-  }
-
-  private unlink(tracked: Tracked): void {
-    this.outstanding.remove(tracked);
-    tracked.listed = false;
+    return this.alive && !tracked.acked && this.outstanding.has(tracked);
   }
 
   /** Flushes within `ms`: an earlier deadline replaces a later one (a slot held is throughput lost). */

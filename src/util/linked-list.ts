@@ -6,7 +6,8 @@ export interface Linked<T> {
 
 /**
  * A doubly linked list through its entries, oldest first: adding and taking out an entry allocate
- * nothing. The busy paths (un-acked emits per socket, un-acked broker deliveries) use it instead of a Map
+ * nothing. The busy paths (un-acked emits and direct-write ack callbacks per socket, un-acked broker
+ * deliveries) use it instead of a Map
  * that is set and deleted at every message: such a Map rebuilds its hash table as it churns, and each
  * table lived long enough on a busy node to be promoted out of the young generation.
  */
@@ -21,6 +22,11 @@ export class LinkedList<T extends Linked<T>> {
 
   get size(): number {
     return this.count;
+  }
+
+  /** Whether the entry is in this list (an entry is in one list at most). */
+  has(entry: T): boolean {
+    return entry.prev !== undefined || this.first === entry;
   }
 
   /** Appends an entry that is in no list. */

@@ -31,6 +31,19 @@ describe('LinkedList', () => {
     expect(b.next).toBeUndefined();
   });
 
+  it('knows which entries it holds, also after they were taken out or drained', () => {
+    const list = new LinkedList<Entry>();
+    const [a, b] = [entry(1), entry(2)];
+    expect(list.has(a)).toBe(false);
+    list.push(a);
+    list.push(b);
+    expect(list.has(a) && list.has(b)).toBe(true);
+    list.remove(a);
+    expect(list.has(a)).toBe(false);
+    list.drain();
+    expect(list.has(b)).toBe(false);
+  });
+
   it('drains every entry oldest first, unlinked, and is empty and usable after', () => {
     const list = new LinkedList<Entry>();
     for (const n of [7, 8, 9]) list.push(entry(n));
