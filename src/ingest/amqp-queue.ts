@@ -56,8 +56,8 @@ export class TopologyMismatchError extends Error {
     readonly kind: 'queue' | 'exchange',
     readonly object: string,
     readonly argument: string,
-    /** What push-center declared. */
-    readonly declared: string,
+    /** What push-center declared; undefined when it declared the object without the argument. */
+    readonly declared: string | undefined,
     /** What the existing object has; undefined when it does not have the argument at all. */
     readonly existing: string | undefined,
     options?: ErrorOptions,
@@ -889,15 +889,14 @@ function enqueueTime(timestamp: unknown, exactMs: unknown): number | undefined {
 }
 
 const INEQUIVALENT =
-  /inequivalent arg '([^']+)' for (queue|exchange) '([^']+)' in vhost '[^']*': received (?:the value )?'([^']*)'(?: of type '[^']*')? but current is (?:(none)|(?:the value )?'([^']*)')/;
+  /inequivalent arg '([^']+)' for (queue|exchange) '([^']+)' in vhost '[^']*': received (?:none|(?:the value )?'([^']*)'(?: of type '[^']*')?) but current is (?:(none)|(?:the value )?'([^']*)')/;
 
 /** Turns RabbitMQ's "inequivalent arg" refusal into an error that says what differs and how to fix it. */
 function topologyMismatch(err: unknown, o: AmqpQueueOptions): TopologyMismatchError | undefined {
   const match = INEQUIVALENT.exec(errorText(err));
   if (!match) return undefined;
-  const [, argument = '', kindText, object = '', declared = '', , existingValue] = match;
+  const [, argument = '', kindText, object = '', declared, , existing] = match;
   const kind = kindText === 'exchange' ? 'exchange' : 'queue';
-  const existing = existingValue;
   const fixes: string[] = [];
   if (kind === 'queue' && object === o.queue) {
     if (argument === 'x-message-ttl' && existing !== undefined) fixes.push(`set AMQP_QUEUE_TTL_MS=${existing} to match it`);
@@ -916,8 +915,9 @@ function topologyMismatch(err: unknown, o: AmqpQueueOptions): TopologyMismatchEr
       'set AMQP_DEAD_LETTER_EXCHANGE to another exchange name');
   }
   const has = existing === undefined ? `no ${argument}` : `${argument} = ${existing}`;
+  const declares = declared === undefined ? `without ${argument}` : `with ${argument} = ${declared}`;
   const message = `RabbitMQ refused to declare ${kind} '${object}' (PRECONDITION_FAILED): it already exists with ` +
-    `${has}, but push-center declares it with ${argument} = ${declared}. To fix it, ${fixes.join(', or ')}.`;
+    `${has}, but push-center declares it ${declares}. To fix it, ${fixes.join(', or ')}.`;
   return new TopologyMismatchError(message, kind, object, argument, declared, existing, { cause: err });
 }
 

@@ -479,6 +479,26 @@ describe('AmqpQueue (RabbitMQ)', () => {
     await expect(AmqpQueue.connect(opts)).rejects.toThrow(/x-queue-type.*AMQP_QUEUE_TYPE=classic/s);
   });
 
+  it('refuses to start when the queue exists with an argument push-center does not declare, naming it', async () => {
+    const opts = options();
+    await onChannel((ch) => ch.assertQueue(opts.queue, {
+      durable: true,
+      arguments: {
+        'x-queue-type': 'classic', 'x-message-ttl': opts.queueTtlMs, 'x-dead-letter-exchange': opts.deadLetterExchange,
+        'x-max-length': 1000,
+      },
+    }));
+    const error = await AmqpQueue.connect(opts).then(() => undefined, (err: unknown) => err);
+    expect(error).toBeInstanceOf(TopologyMismatchError);
+    expect((error as TopologyMismatchError).argument).toBe('x-max-length');
+    expect((error as TopologyMismatchError).declared).toBeUndefined();
+    expect((error as TopologyMismatchError).existing).toBe('1000');
+    const text = (error as Error).message;
+    expect(text).toContain(`queue '${opts.queue}'`);
+    expect(text).toContain('it already exists with x-max-length = 1000, but push-center declares it without x-max-length');
+    expect(text).toContain('delete the queue');
+  });
+
   it('fails to start with the broker address (without the password) when it cannot connect', async () => {
     const opts = options({ url: 'amqp://guest:secret@127.0.0.1:1' });
     const error = await AmqpQueue.connect(opts).then(() => undefined, (err: unknown) => err as Error);
