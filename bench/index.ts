@@ -63,6 +63,7 @@ async function main(): Promise<number> {
   const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
   const machine = machineFacts();
   warnAboutLimits(options, machine.openFilesLimit);
+  children.serversOwnSession = options.serverSession === 'own';
   let loadSched: 'SCHED_BATCH' | 'normal' = 'normal';
   if (options.loadSched === 'batch') {
     const why = scheduleSelfAsBatch();
@@ -172,6 +173,7 @@ async function main(): Promise<number> {
       quick: options.quick,
       serverEnv: options.serverEnv,
       loadSched,
+      serverSession: options.serverSession,
     },
     targets: results,
   };

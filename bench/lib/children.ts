@@ -36,6 +36,14 @@ export class Children {
    * through `chrt` with its role's policy (servers the normal one, the load generator SCHED_BATCH).
    */
   private batchLoad = false;
+  /**
+   * Each server (push-center node, peer) starts in a session of its own (setsid), as a service does, so
+   * the kernel's autogroup scheduling weighs it as one group against the bench's group (the bench process,
+   * which publishes, and the client workers), as it weighs RabbitMQ and Redis, which run in sessions of
+   * their own. Off (`--server-session shared`): servers share the bench's session and autogroup, and
+   * each competes for CPU with every client worker one to one.
+   */
+  serversOwnSession = true;
 
   /** From now on the load generator's children run under SCHED_BATCH and the servers normally. */
   scheduleLoadAsBatch(): void {
@@ -49,6 +57,7 @@ export class Children {
       cwd,
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: this.ownSession(role),
     });
     return this.track(name, child);
   }
@@ -62,8 +71,14 @@ export class Children {
       execPath: command,
       execArgv: [...prefix, '--import', PARENT_GUARD],
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      detached: this.ownSession(role),
     });
     return this.track(name, child);
+  }
+
+  /** Node's `detached` on Linux: the child calls setsid(), a new session and so a new autogroup. */
+  private ownSession(role: Role): boolean {
+    return role === 'server' && this.serversOwnSession;
   }
 
   /** The program to start and the arguments before Node.js's own (chrt replaces itself with node). */

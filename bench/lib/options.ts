@@ -31,6 +31,11 @@ export interface Options {
    */
   loadSched: 'batch' | 'normal';
   /**
+   * `own`: every server (push-center node, peer) starts in a session of its own, so the kernel's
+   * autogroup scheduling weighs it as a group, as it does RabbitMQ and Redis; `shared`: in the bench's.
+   */
+  serverSession: 'own' | 'shared';
+  /**
    * Also measure each queue-fed system draining a full queue (phase `backlog`): its consumers frozen while
    * the publisher fills the queue, then thawed, so the window holds no publishing (`--no-backlog`: skip).
    */
@@ -67,6 +72,11 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
                        normal (default), or batch (SCHED_BATCH): they no longer preempt the servers at
                        every message that wakes them, as remote browsers and backends never would,
                        but a woken client may wait longer for a core, which adds to its latency
+  --server-session own|shared
+                       own (default): every server (push-center node, peer) starts in a session of
+                       its own (setsid), as a service does and as RabbitMQ and Redis run here, so the
+                       kernel's autogroup scheduling weighs it against the load generator as a group;
+                       shared: in the bench's session, each server competing with every client worker
   --no-backlog         skip the backlog phase (reliable, volatile): each system that consumes from
                        RabbitMQ drains a full queue, filled while its consumers were frozen, so the
                        publisher takes no CPU in that window
@@ -87,7 +97,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       flags.add(name);
       continue;
     }
-    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched'].includes(name)) {
+    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched', 'server-session'].includes(name)) {
       throw new UsageError(`unknown option --${name}`);
     }
     const value = inline ?? argv[++i];
@@ -122,6 +132,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
   if (client !== 'lean' && client !== 'socket.io') throw new UsageError('--client must be lean or socket.io');
   const loadSched = last('load-sched') ?? 'normal';
   if (loadSched !== 'batch' && loadSched !== 'normal') throw new UsageError('--load-sched must be batch or normal');
+  const serverSession = last('server-session') ?? 'own';
+  if (serverSession !== 'own' && serverSession !== 'shared') throw new UsageError('--server-session must be own or shared');
   // The heap limit README (Operating, Memory) tells operators to set; --server-env NODE_OPTIONS=… replaces it.
   const serverEnv: Record<string, string> = { NODE_OPTIONS: SERVER_NODE_OPTIONS };
   for (const pair of values.get('server-env') ?? []) {
@@ -152,6 +164,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
     profile: flags.has('profile'),
     serverEnv,
     loadSched,
+    serverSession,
     backlog: !flags.has('no-backlog'),
   };
 }

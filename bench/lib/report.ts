@@ -72,7 +72,9 @@ function facts(r: RunResults): string[] {
     `Settings: ${s.clients.toLocaleString('en-US')} websocket clients (${s.client ?? 'socket.io-client'}) in ${s.workers} processes, ${s.payloadBytes}-byte payloads` +
       `${s.persistent ? ' (persistent)' : ''}, prefetch ${s.prefetch}; per system ${s.durationS} s at the maximum rate and ` +
       `${s.halfRateDurationS} s at half of it; overload ${s.overloadDurationS} s; push-center from ${s.server}${env ? ` with ${env}` : ''}` +
-      (s.loadSched === 'SCHED_BATCH' ? '; load generator (client workers, publisher) under SCHED_BATCH' : ''),
+      (s.loadSched === 'SCHED_BATCH' ? '; load generator (client workers, publisher) under SCHED_BATCH' : '') +
+      (s.serverSession === 'own' ? '; each server in a session (autogroup) of its own'
+        : '; servers in the bench\'s session (autogroup)'),
   ];
 }
 

@@ -178,6 +178,8 @@ export interface RunResults {
     serverEnv: Record<string, string>;
     /** The client workers' and the publishing bench process's scheduling policy (absent: older runs, normal). */
     loadSched?: 'SCHED_BATCH' | 'normal';
+    /** Whether each server ran in a session (autogroup) of its own (absent: older runs, shared). */
+    serverSession?: 'own' | 'shared';
   };
   targets: TargetResult[];
 }

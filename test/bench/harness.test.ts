@@ -19,6 +19,12 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const SCHED_OTHER = 0;
 const SCHED_BATCH = 3;
 
+/** The session id (field 6 of /proc/<pid>/stat; the command name before it may hold spaces). */
+function sessionOf(pid: number | 'self'): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+}
+
 function policyOf(pid: number | 'self'): number {
   const match = /^policy\s*:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/sched`, 'utf8'));
   if (!match) throw new Error(`no policy line in /proc/${pid}/sched`);
@@ -38,6 +44,14 @@ describe('--load-sched', () => {
     expect(options(['--load-sched=batch']).loadSched).toBe('batch');
     expect(() => options(['--load-sched', 'fifo'])).toThrow(UsageError);
     expect(() => options(['--load-sched', 'fifo'])).toThrow('--load-sched must be batch or normal');
+  });
+});
+
+describe('--server-session', () => {
+  it('defaults to own, takes shared, and refuses anything else by name', () => {
+    expect(options([]).serverSession).toBe('own');
+    expect(options(['--server-session', 'shared']).serverSession).toBe('shared');
+    expect(() => options(['--server-session', 'none'])).toThrow('--server-session must be own or shared');
   });
 });
 
@@ -88,6 +102,33 @@ describe('scheduling policy of the bench children', () => {
     } finally {
       process.kill(load.pid, 'SIGKILL');
       await load.exited;
+    }
+  });
+
+  it('starts every server in a session (autogroup) of its own and the load generator in the bench\'s', async () => {
+    const file = script();
+    const load = children.fork('load', file, process.env, ROOT, 'load');
+    const forkedServer = children.fork('peer', file, process.env, ROOT);
+    const server = children.spawnNode('server', [file], process.env, ROOT);
+    await Promise.all([ready(load), ready(forkedServer), ready(server)]);
+    const own = sessionOf('self');
+    expect(sessionOf(load.pid)).toBe(own);
+    expect(sessionOf(forkedServer.pid)).toBe(forkedServer.pid);
+    expect(sessionOf(server.pid)).toBe(server.pid);
+    expect(readFileSync(`/proc/${server.pid}/autogroup`, 'utf8')).not.toBe(readFileSync('/proc/self/autogroup', 'utf8'));
+  });
+
+  it('keeps servers in the bench\'s session when told so (--server-session shared)', async () => {
+    const file = script();
+    const shared = new Children();
+    shared.serversOwnSession = false;
+    const server = shared.spawnNode('server', [file], process.env, ROOT);
+    try {
+      await ready(server);
+      expect(sessionOf(server.pid)).toBe(sessionOf('self'));
+    } finally {
+      shared.killAll();
+      await shared.allExited();
     }
   });
 
