@@ -90,6 +90,10 @@ export class App {
     const logger = overrides.logger ?? createLogger(config.logLevel, config.nodeId);
     const metrics = new Metrics();
     const redis: Redis[] = [];
+    // What is started before a later step fails is closed again: a node that did not start leaves no
+    // liveness key or directory entries in Redis and no connection to RabbitMQ behind.
+    let startedCluster: RedisCluster | undefined;
+    let openedQueue: NotificationQueue | undefined;
     try {
       const client = config.redis.url && (!overrides.inbox || !overrides.cluster)
         ? await connectRedis(config.redis.url, 'commands', logger)
@@ -115,6 +119,7 @@ export class App {
           forwardTimeoutMs: config.ackTimeoutMs + FORWARD_MARGIN_MS,
           logger,
         });
+        startedCluster = redisCluster;
         await redisCluster.start();
         cluster = redisCluster;
       }
@@ -131,6 +136,7 @@ export class App {
       const queue = overrides.queue ?? (config.amqp.url
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })
         : new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax }));
+      if (!overrides.queue) openedQueue = queue;
       const auth = overrides.auth ?? (config.auth.mode === 'jwt'
         ? await JwtAuthenticator.create({
           secret: config.auth.jwtSecret,
@@ -150,6 +156,8 @@ export class App {
       });
       return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http });
     } catch (err) {
+      await openedQueue?.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing the queue after a failed start-up'));
+      await startedCluster?.close();
       await Promise.all(redis.map(quitRedis));
       throw err;
     }

@@ -1,7 +1,7 @@
 import { connect } from 'amqplib';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runMain, startProcess, type NodeProcess } from '../support/process.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireService, uniqueName } from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, redisKeys, requireService, uniqueName } from '../support/services.js';
 
 const names: string[] = [];
 let running: NodeProcess | undefined;
@@ -41,6 +41,10 @@ describe('start-up on RabbitMQ and Redis', () => {
     expect(output()).toMatch(/x-message-ttl/);
     expect(output()).toMatch(/AMQP_QUEUE_TTL_MS/);
     expect(output()).toContain(name);
+    // It had joined the cluster before the queue was refused: it left it again (no liveness key is
+    // left to expire, during which other nodes would count it as alive).
+    expect(output()).toMatch(/joined the cluster/);
+    expect(await redisKeys(`${name}:`)).toEqual([]);
   });
 
   it('stops with a clear message when RabbitMQ cannot be reached', async () => {

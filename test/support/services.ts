@@ -69,6 +69,17 @@ export async function keysUnder(redis: RedisClient, prefix: string): Promise<str
 }
 
 /** Removes every Redis key under the prefix. */
+/** The keys under `prefix` now (for tests that check what a process left behind). */
+export async function redisKeys(prefix: string): Promise<string[]> {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(REDIS_URL);
+  try {
+    return await keysUnder(redis, prefix);
+  } finally {
+    redis.disconnect();
+  }
+}
+
 export async function deleteRedisKeys(prefix: string): Promise<number> {
   const { Redis } = await import('ioredis');
   const redis = new Redis(REDIS_URL);
