@@ -90,10 +90,10 @@ export class App {
     const logger = overrides.logger ?? createLogger(config.logLevel, config.nodeId);
     const metrics = new Metrics();
     const redis: Redis[] = [];
-    // What is started before a later step fails is closed again: a node that did not start leaves no
-    // liveness key or directory entries in Redis and no connection to RabbitMQ behind.
-    let startedCluster: RedisCluster | undefined;
-    let openedQueue: NotificationQueue | undefined;
+    // What this builds (not the overrides) is closed again, newest first, when a later step fails: a
+    // node that did not start leaves no liveness key or directory entries in Redis, no inbox sweep and
+    // no connection to RabbitMQ behind.
+    const built: Array<{ close(): Promise<void> }> = [];
     try {
       const client = config.redis.url && (!overrides.inbox || !overrides.cluster)
         ? await connectRedis(config.redis.url, 'commands', logger)
@@ -108,6 +108,7 @@ export class App {
           onSweepError: (err) => logger.warn({ err }, 'inbox sweep failed; the next one tries again'),
         }, inboxEvents(metrics))
         : new MemoryInbox({ maxPerSession: config.inboxMax }, inboxEvents(metrics)));
+      if (!overrides.inbox) built.push(inbox);
       let cluster = overrides.cluster;
       if (!cluster && client) {
         const bus = await duplicateForSubscriptions(client, 'bus', logger);
@@ -119,7 +120,7 @@ export class App {
           forwardTimeoutMs: config.ackTimeoutMs + FORWARD_MARGIN_MS,
           logger,
         });
-        startedCluster = redisCluster;
+        built.push(redisCluster);
         await redisCluster.start();
         cluster = redisCluster;
       }
@@ -136,7 +137,7 @@ export class App {
       const queue = overrides.queue ?? (config.amqp.url
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })
         : new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax }));
-      if (!overrides.queue) openedQueue = queue;
+      if (!overrides.queue) built.push(queue);
       const auth = overrides.auth ?? (config.auth.mode === 'jwt'
         ? await JwtAuthenticator.create({
           secret: config.auth.jwtSecret,
@@ -156,8 +157,9 @@ export class App {
       });
       return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http });
     } catch (err) {
-      await openedQueue?.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing the queue after a failed start-up'));
-      await startedCluster?.close();
+      for (const part of built.reverse()) {
+        await part.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing after a failed start-up'));
+      }
       await Promise.all(redis.map(quitRedis));
       throw err;
     }
