@@ -25,6 +25,7 @@ import type { NotificationQueue } from './ingest/queue.js';
 import { NotificationParser } from './notification/parse.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics, type Dependency } from './observability/metrics.js';
+import { orAfter } from './util/timeout.js';
 
 /** Engines to use instead of the ones the configuration picks (tests, embedding). */
 export interface AppOverrides {
@@ -289,8 +290,7 @@ export class App {
     logger.info('shutting down: no new work is taken');
     this.backpressure.stop();
     await this.queue.stopConsuming();
-    const timeout = new Promise<'timeout'>((resolve) => setTimeout(resolve, this.config.shutdownTimeoutMs, 'timeout').unref());
-    if ((await Promise.race([this.dispatcher.idle(), timeout])) === 'timeout') {
+    if ((await orAfter(this.dispatcher.idle(), this.config.shutdownTimeoutMs, 'timeout')) === 'timeout') {
       logger.warn({ inflight: this.dispatcher.inflight }, 'in-flight messages did not finish in time; they go back to the queue');
     }
     if (this.queue instanceof MemoryQueue && this.queue.length > 0) {

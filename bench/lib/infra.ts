@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { connect as connectAmqp } from 'amqplib';
 import { Redis } from 'ioredis';
+import { redact } from '../../src/util/redact.js';
 
 /** RabbitMQ and Redis the bench uses: the local ones unless BENCH_AMQP_URL / BENCH_REDIS_URL say otherwise. */
 export const AMQP_URL = process.env.BENCH_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -150,16 +151,6 @@ export function rssOf(pid: number): number | undefined {
     return kb === undefined ? undefined : Number(kb) * 1024;
   } catch {
     return undefined;
-  }
-}
-
-export function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url;
   }
 }
 

@@ -1,6 +1,7 @@
 import { connect, type ChannelModel, type ConfirmChannel, type Message } from 'amqplib';
 import { ENQUEUED_MS_HEADER } from '../ingest/amqp-queue.js';
 import type { Outgoing, Sender } from './sender.js';
+import { orAfter, withTimeout } from '../util/timeout.js';
 import { CliError, errorText, redact } from './terminal.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -78,16 +79,8 @@ export class AmqpSender implements Sender {
       confirms.push(confirmed);
       if (!writable) await this.drained();
     }
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new CliError(`RabbitMQ did not confirm within ${CONFIRM_TIMEOUT_MS / 1000} s ` +
-        `(${this.target}); check the broker's health and alarms`)), CONFIRM_TIMEOUT_MS);
-    });
-    try {
-      await Promise.race([Promise.all(confirms), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(Promise.all(confirms), CONFIRM_TIMEOUT_MS, () => new CliError(
+      `RabbitMQ did not confirm within ${CONFIRM_TIMEOUT_MS / 1000} s (${this.target}); check the broker's health and alarms`));
     return batch.map((item) => item.id);
   }
 
@@ -98,9 +91,7 @@ export class AmqpSender implements Sender {
       .catch(() => undefined)
       .then(() => this.connection.close())
       .catch(() => undefined);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([closing, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_TIMEOUT_MS)))]);
-    clearTimeout(timer);
+    await orAfter(closing, CLOSE_TIMEOUT_MS, undefined);
   }
 
   private publish(item: Outgoing): { confirmed: Promise<void>; writable: boolean } {

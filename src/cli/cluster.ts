@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { redact } from '../util/redact.js';
 
 /**
  * Runs N push-center nodes on this machine, each on its own port (3001, 3002, …) with its own NODE_ID,
@@ -26,7 +27,7 @@ const nodes: ChildProcess[] = [];
 let stopping = false;
 
 process.stdout.write(`starting ${count} nodes on ports ${basePort}..${basePort + count - 1} ` +
-  `(AMQP_URL=${amqpUrl.replace(/:[^:@/]*@/, ':***@')}, REDIS_URL=${redisUrl})\n`);
+  `(AMQP_URL=${redact(amqpUrl)}, REDIS_URL=${redact(redisUrl)})\n`);
 for (let i = 0; i < count; i++) {
   const name = `node-${i + 1}`;
   const child = spawn(process.execPath, [main], {

@@ -66,7 +66,7 @@ export function withOptionalValue(args: string[], name: string): string[] {
   return result;
 }
 
-export { redact } from '../config/redact.js';
+export { redact } from '../util/redact.js';
 
 /** An error's message, with the cause a network error hides behind "fetch failed" and the like. */
 export function errorText(err: unknown): string {

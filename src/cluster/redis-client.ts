@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
-import { redact } from '../config/redact.js';
+import { redact } from '../util/redact.js';
+import { withTimeout } from '../util/timeout.js';
 import type { Logger } from '../observability/logger.js';
 
 /**
@@ -32,7 +33,7 @@ export async function connectRedis(url: string, name: string, logger: Logger, ti
     if (wasReady) log.warn('redis connection lost; reconnecting');
   });
   try {
-    await withTimeout(client.connect(), timeoutMs, `Redis at ${redact(url)} did not answer within ${timeoutMs} ms`);
+    await withTimeout(client.connect(), timeoutMs, () => new Error(`Redis at ${redact(url)} did not answer within ${timeoutMs} ms`));
   } catch (err) {
     client.disconnect();
     throw new Error(`cannot connect to REDIS_URL ${redact(url)}: ${(err as Error).message}`);
@@ -56,14 +57,6 @@ export async function quitRedis(client: Redis): Promise<void> {
   } else {
     client.disconnect();
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**

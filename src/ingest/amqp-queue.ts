@@ -5,7 +5,8 @@ import type { Logger } from '../observability/logger.js';
 import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
 import type { Config } from '../config/config.js';
-import { redact } from '../config/redact.js';
+import { redact } from '../util/redact.js';
+import { withTimeout } from '../util/timeout.js';
 
 /** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
 export const SOURCE_HEADER = 'x-pushcenter-source';
@@ -350,7 +351,7 @@ export class AmqpQueue implements NotificationQueue {
     const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
     const run = { aborted: false };
     try {
-      await within(this.publishAll(link, messages, run), timeoutMs, () => new QueueUnavailableError(
+      await withTimeout(this.publishAll(link, messages, run), timeoutMs, () => new QueueUnavailableError(
         `RabbitMQ did not confirm the publish within ${timeoutMs} ms`, 5));
     } finally {
       run.aborted = true;
@@ -553,7 +554,7 @@ export class AmqpQueue implements NotificationQueue {
         { ...properties, headers: ours });
     }
     const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
-    await within(sent.confirmed, timeoutMs, () => new QueueUnavailableError(
+    await withTimeout(sent.confirmed, timeoutMs, () => new QueueUnavailableError(
       `RabbitMQ did not confirm the dead letter within ${timeoutMs} ms`, 5));
   }
 
@@ -923,23 +924,6 @@ function topologyMismatch(err: unknown, o: AmqpQueueOptions): TopologyMismatchEr
 
 function rejectDrainWaiters(link: PublishLink, err: Error): void {
   for (const waiter of [...link.drainWaiters]) waiter.reject(err);
-}
-
-/** Settles like `promise`, or rejects with `timeout()` after `ms`. */
-function within<T>(promise: Promise<T>, ms: number, timeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(timeout()), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
 }
 
 async function closeQuietly(closable: { close(): Promise<void> } | undefined): Promise<void> {

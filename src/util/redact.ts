@@ -1,4 +1,4 @@
-/** The URL without its password, for logs and error messages. */
+/** The URL without its password, for logs and error messages; text that is not a URL is not shown at all. */
 export function redact(url: string | URL): string {
   try {
     const parsed = new URL(url);

@@ -1,0 +1,38 @@
+/**
+ * Waiting with a limit. Both clear their timer as soon as the promise settles, so nothing waits on in
+ * the background.
+ */
+
+/** Settles like `promise`, or rejects with `onTimeout()` after `ms`. */
+export function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** Resolves like `promise`, or with `fallback` after `ms`; a rejection after that is ignored. */
+export function orAfter<T, F>(promise: Promise<T>, ms: number, fallback: F): Promise<T | F> {
+  return new Promise<T | F>((resolve, reject) => {
+    const timer = setTimeout(() => resolve(fallback), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
