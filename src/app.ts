@@ -12,7 +12,9 @@ import type { Config } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { openAccess, type Authenticator } from './gateway/auth.js';
-import { Gateway, type PushServer } from './gateway/gateway.js';
+import { FAST_PATH_OFF, probeFastPath, type FastPathParts } from './gateway/fast-path/probe.js';
+import { Gateway } from './gateway/gateway.js';
+import type { PushServer } from './gateway/protocol.js';
 import { JwtAuthenticator } from './gateway/jwt-auth.js';
 import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type Readiness } from './http/server.js';
 import type { Inbox } from './inbox/inbox.js';
@@ -49,6 +51,8 @@ interface Parts {
   /** The socket.io adapter that carries group and broadcast emits to the other nodes. */
   adapter: AdapterFactory | undefined;
   http: FastifyInstance;
+  /** The parts of the socket fast path this node uses. */
+  fastPath: FastPathParts;
 }
 
 type AdapterFactory = ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>;
@@ -156,7 +160,14 @@ export class App {
         corsOrigins: config.corsOrigins,
         version: PACKAGE_VERSION,
       });
-      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http });
+      const fastPath = config.socket.fastPath ? await probeFastPath() : FAST_PATH_OFF;
+      if (!config.socket.fastPath) logger.info('socket fast path off (SOCKET_FAST_PATH=off): socket.io writes and reads every packet');
+      else if (Object.values(fastPath).every(Boolean)) logger.info(fastPath, 'socket fast path on (SOCKET_FAST_PATH=off turns it off)');
+      else logger.warn(fastPath, 'socket fast path: the parts that did not work with the installed socket.io, engine.io and ws are off');
+      metrics.fastPath.set({ part: 'event_writer' }, fastPath.eventWriter ? 1 : 0);
+      metrics.fastPath.set({ part: 'group_writer' }, fastPath.groupWriter ? 1 : 0);
+      metrics.fastPath.set({ part: 'ack_reader' }, fastPath.ackReader ? 1 : 0);
+      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http, fastPath });
     } catch (err) {
       for (const part of built.reverse()) {
         await part.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing after a failed start-up'));
@@ -201,7 +212,8 @@ export class App {
         maxGroups: config.limits.maxGroups,
       },
       auth: parts.auth,
-      cluster: this.cluster,
+      directory: this.cluster,
+      fastPath: parts.fastPath,
       inbox: this.inbox,
       metrics,
       logger: this.logger.child({ component: 'gateway' }),
@@ -209,8 +221,9 @@ export class App {
     this.dispatcher = new Dispatcher({
       ackHoldMs: config.ackHoldMs,
       parser,
-      gateway: this.gateway,
-      cluster: this.cluster,
+      sessions: this.gateway,
+      directory: this.cluster,
+      bus: this.cluster,
       inbox: this.inbox,
       metrics,
       logger: this.logger.child({ component: 'dispatch' }),

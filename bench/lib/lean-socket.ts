@@ -1,10 +1,12 @@
 import WebSocket from 'ws';
+import { ENGINE, SOCKET_IO, ackPacket, eventPacket, readPacket } from '../../src/gateway/wire.js';
 
 /**
  * A socket.io v4 client for the benchmark, reduced to what a simulated browser needs: the websocket
  * transport only (engine.io protocol 4, socket.io protocol 5), the main namespace, text packets, events
  * with and without acks, acks the server asks for, and the engine.io ping. It puts on the wire the same
- * frames socket.io-client sends (`40`, `42<id>[…]`, `43<id>[…]`, `3`), so the server does exactly the
+ * frames socket.io-client sends (`40`, `42<id>[…]`, `43<id>[…]`, `3`; encoded by src/gateway/wire.ts, as the
+ * server's fast path), so the server does exactly the
  * work it does for a browser; what it leaves out is socket.io-client's own cost per message (its emitter
  * layers, packet objects, buffering and reconnection manager), which on a shared two-core machine would
  * otherwise be taken from the servers being measured.
@@ -59,7 +61,7 @@ export class LeanSocket {
         clearTimeout(timer);
         resolve(args[0]);
       });
-      this.send(`42${id}${JSON.stringify([event, payload])}`);
+      this.send(`4${eventPacket(event, JSON.stringify(payload), id)}`);
     });
   }
 
@@ -121,18 +123,16 @@ export class LeanSocket {
 
   private onFrame(text: string): void {
     const engineType = text.charCodeAt(0);
-    if (engineType === 0x32 /* 2: ping */) {
+    if (engineType === ENGINE.ping) {
       this.send('3');
       return;
     }
-    if (engineType !== 0x34 /* 4: message */) return;
-    const packetType = text.charCodeAt(1);
-    if (packetType === 0x32 /* 2: EVENT */ || packetType === 0x33 /* 3: ACK */) {
-      let i = 2;
-      while (i < text.length && text.charCodeAt(i) >= 0x30 && text.charCodeAt(i) <= 0x39) i++;
-      const id = i > 2 ? Number(text.slice(2, i)) : undefined;
-      const args = JSON.parse(text.slice(i)) as unknown[];
-      if (packetType === 0x33) {
+    if (engineType !== ENGINE.message) return;
+    const packet = readPacket(text.slice(1));
+    if (packet.type === SOCKET_IO.event || packet.type === SOCKET_IO.ack) {
+      const args = JSON.parse(packet.json) as unknown[];
+      const id = packet.ackId;
+      if (packet.type === SOCKET_IO.ack) {
         if (id === undefined) return;
         this.waiting.get(id)?.(args);
         this.waiting.delete(id);
@@ -142,12 +142,12 @@ export class LeanSocket {
       if (!handler) return;
       const ack = id === undefined
         ? undefined
-        : (answer?: unknown) => this.send(answer === undefined ? `43${id}[]` : `43${id}${JSON.stringify([answer])}`);
+        : (answer?: unknown) => this.send(`4${ackPacket(id, answer === undefined ? [] : [answer])}`);
       handler(args[1], ack);
-    } else if (packetType === 0x31 /* 1: DISCONNECT by the server */) {
+    } else if (packet.type === SOCKET_IO.disconnect) {
       this.close();
       if (this.onClose) this.onClose('io server disconnect');
-    } else if (packetType === 0x35 || packetType === 0x36) {
+    } else if (packet.type === SOCKET_IO.binaryEvent || packet.type === SOCKET_IO.binaryAck) {
       this.close(); // binary packets are not used by the servers measured
     }
   }

@@ -69,6 +69,11 @@ export interface Config {
     maxPending: number;
     /** Packets waiting in a socket's write buffer before volatile messages to it are dropped. */
     maxBuffered: number;
+    /**
+     * The socket fast path (single-frame writes, acks read off the WebSocket), which relies on the
+     * pinned socket.io, engine.io and ws internals: `on` uses the parts the start-up probe saw work.
+     */
+    fastPath: boolean;
   };
   embeddedQueueMax: number;
   shutdownTimeoutMs: number;
@@ -276,6 +281,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       maxFrameBytes: int('SOCKET_MAX_FRAME_BYTES', 16_384, 1024, 16 * 1024 * 1024),
       maxPending: int('SOCKET_MAX_PENDING', 100, 1, 100_000),
       maxBuffered: int('SOCKET_MAX_BUFFERED', 1000, 1, 1_000_000),
+      fastPath: oneOf('SOCKET_FAST_PATH', 'on', ['on', 'off'] as const) === 'on',
     },
     embeddedQueueMax: int('EMBEDDED_QUEUE_MAX', 100_000, 1, 10_000_000),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

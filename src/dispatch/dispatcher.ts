@@ -1,41 +1,120 @@
 import type { Cluster, ForwardOutcome } from '../cluster/cluster.js';
-import type { Gateway, LocalOutcome } from '../gateway/gateway.js';
 import type { Inbox } from '../inbox/inbox.js';
 import type { Delivery } from '../ingest/queue.js';
 import type { NotificationParser } from '../notification/parse.js';
 import { toEnvelope, type Envelope, type Notification } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { DeadlineList, type Timed } from '../util/deadline-list.js';
+import type { LocalSessions } from './local-sessions.js';
+
+export interface DispatcherDeps {
+  /** How long a reliable message may hold its broker slot waiting for a client ack (see config). */
+  ackHoldMs: number;
+  parser: NotificationParser;
+  /** This node's sockets. */
+  sessions: LocalSessions;
+  /** Which other nodes hold a session's sockets. */
+  directory: Pick<Cluster, 'remoteNodes' | 'knownRemoteNodes'>;
+  /** How messages reach other nodes (also: whether groups can reach them now). */
+  bus: Pick<Cluster, 'connected' | 'forward' | 'onForward' | 'requestReplay' | 'onReplay'>;
+  inbox: Inbox;
+  metrics: Metrics;
+  logger: Logger;
+}
 
 /**
- * Takes each queue delivery to its final outcome (SPEC §4) and only then settles it:
+ * One broker delivery on its way to its targets: settled once, when every part (each session, the
+ * groups and broadcast together) has its outcome, or at once when something throws.
+ */
+class Routing {
+  private waiting = 0;
+  private allFinal = true;
+  private ended = false;
+  /** Something threw: outcomes that come in later change nothing. */
+  failed = false;
+
+  constructor(
+    readonly delivery: Delivery,
+    private readonly end: (routing: Routing, final: boolean, err?: unknown) => void,
+  ) {}
+
+  expect(parts: number): void {
+    this.waiting += parts;
+  }
+
+  /** A part has its outcome; `final` false sends the message back to the queue once all are in. */
+  done(final: boolean): void {
+    if (this.ended) return;
+    if (!final) this.allFinal = false;
+    this.waiting -= 1;
+    if (this.waiting > 0) return;
+    this.ended = true;
+    this.end(this, this.allFinal);
+  }
+
+  /** Something threw: the message goes back to the queue; later outcomes change nothing. */
+  fail(err: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.failed = true;
+    this.end(this, false, err);
+  }
+}
+
+/**
+ * A reliable message for one session: offered to this node's sockets and forwarded to every other node
+ * holding the session, done at the first `delivered`, missed when every part answered without one or
+ * the hold time passed first. Waits in the dispatcher's hold list until decided.
+ */
+class ReliableAttempt implements Timed<ReliableAttempt> {
+  at = 0;
+  prev: ReliableAttempt | undefined = undefined;
+  next: ReliableAttempt | undefined = undefined;
+  /** Parts still to answer: the local offer, the directory lookup while it runs, each forward. */
+  waiting = 1;
+  /** Where it stands: still out, delivered, or missed (being stored, or stored after the hold time). */
+  state: 'out' | 'delivered' | 'missed' = 'out';
+  /** Missed at the hold time: a part may still deliver it, which then takes it out of the inbox. */
+  held = false;
+  /** Stored in the inbox (a late delivery's removal waits for this). */
+  stored = false;
+  lateDelivery = false;
+  noLocalSockets = false;
+  remotes: readonly string[] = [];
+
+  constructor(
+    readonly sessionId: string,
+    readonly notification: Notification,
+    readonly envelope: Envelope,
+    readonly routing: Routing,
+  ) {}
+}
+
+/**
+ * Takes each queue delivery to its final outcome (PROTOCOL §4) and only then settles it:
  * - invalid: dead-lettered with the reason, counted, never retried;
  * - expired: counted and acked;
  * - reliable session message: acked after a client ack (here or on the owning node) or an inbox write;
  *   requeued if neither could be done (the inbox was unavailable);
  * - volatile session message, group, broadcast: acked once handed to the sockets or the bus.
+ * Every message takes the same path, whether its session is held here, elsewhere or nowhere; a message
+ * another node forwards here is offered to this node's sockets the way a local one is.
  */
 export class Dispatcher {
   private active = 0;
   private idleWaiters: Array<() => void> = [];
+  /** Reliable attempts not decided yet, oldest first: at the hold time each is missed. */
+  private readonly holds: DeadlineList<ReliableAttempt>;
 
-  constructor(
-    private readonly deps: {
-      /** How long a reliable message may hold its broker slot waiting for a client ack (see config). */
-      ackHoldMs: number;
-      parser: NotificationParser;
-      gateway: Gateway;
-      cluster: Cluster;
-      inbox: Inbox;
-      metrics: Metrics;
-      logger: Logger;
-    },
-  ) {
-    deps.cluster.onForward(async (sessionId, notification) => {
-      const outcome = await deps.gateway.deliverToSession(sessionId, toEnvelope(notification));
-      return outcome === 'delivered' ? 'delivered' : 'not_delivered';
-    });
-    deps.cluster.onReplay((sessionId) => deps.gateway.replaySession(sessionId));
+  constructor(private readonly deps: DispatcherDeps) {
+    this.holds = new DeadlineList(deps.ackHoldMs, (attempt) => this.holdTimePassed(attempt));
+    deps.bus.onForward((sessionId, notification) => new Promise<ForwardOutcome>((resolve) => {
+      deps.sessions.offer(sessionId, toEnvelope(notification), (local) => {
+        resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
+      });
+    }));
+    deps.bus.onReplay((sessionId) => deps.sessions.replay(sessionId));
   }
 
   /** Deliveries being handled now. */
@@ -51,21 +130,13 @@ export class Dispatcher {
 
   handle = (delivery: Delivery): void => {
     this.active += 1;
-    let notification: Notification | undefined;
+    const routing = new Routing(delivery, this.settle);
     try {
-      notification = this.parse(delivery);
+      const notification = this.parse(delivery);
+      if (notification !== undefined) this.route(notification, routing);
     } catch (err) {
-      this.failed(delivery, err);
-      return;
+      routing.fail(err);
     }
-    if (notification === undefined) return; // invalid: being dead-lettered
-    // The common case (one session, held only here or known to be) runs on callbacks, without the
-    // promise chain of the general path: it is most of the work of a busy node.
-    if (this.fastPath(delivery, notification)) return;
-    this.dispatch(notification).then(
-      (final) => this.settle(delivery, final),
-      (err: unknown) => this.failed(delivery, err),
-    );
   };
 
   /** The notification, or undefined after starting to dead-letter an invalid one. */
@@ -93,11 +164,15 @@ export class Dispatcher {
     return undefined;
   }
 
-  private settle(delivery: Delivery, final: boolean): void {
-    if (final) delivery.ack();
-    else delivery.requeue();
+  private readonly settle = (routing: Routing, final: boolean, err?: unknown): void => {
+    if (err !== undefined) {
+      this.failed(routing.delivery, err);
+      return;
+    }
+    if (final) routing.delivery.ack();
+    else routing.delivery.requeue();
     this.finished();
-  }
+  };
 
   /** Something threw: the message goes back to the queue, and it is no longer being handled. */
   private failed(delivery: Delivery, err: unknown): void {
@@ -111,155 +186,156 @@ export class Dispatcher {
     if (this.active === 0) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
-  /**
-   * A message for exactly one session whose other nodes are known from the directory cache to hold none
-   * of its sockets: delivered here with callbacks. Anything else, and every miss of a reliable message
-   * (inbox, replay), takes the general path. False when it did not take the message.
-   */
-  private fastPath(delivery: Delivery, n: Notification): boolean {
-    if (n.sessions.length !== 1 || n.groups.length > 0 || n.broadcast || n.expiresAt <= Date.now()) return false;
-    const sessionId = n.sessions[0]!;
-    const remotes = this.deps.cluster.knownRemoteNodes(sessionId);
-    if (remotes === undefined || remotes.length > 0) return false;
-    const { gateway, metrics } = this.deps;
-    const envelope = toEnvelope(n);
-    let ended = false;
-    let hold: NodeJS.Timeout | undefined;
-    // Settles the delivery once: whatever throws after its outcome is known changes nothing; a throw
-    // before sends the message back to the queue, as on the general path.
-    const end = (final: boolean, err?: unknown): void => {
-      if (ended) return;
-      ended = true;
-      if (err === undefined) this.settle(delivery, final);
-      else this.failed(delivery, err);
-    };
-    try {
-      if (!n.reliable) {
-        gateway.offerToSession(sessionId, envelope, (local) => {
-          try {
-            metrics.delivery('session', false, local === 'delivered' ? 'delivered' : 'dropped');
-            if (local === 'delivered') metrics.latency(false, n.enqueuedAt);
-            end(true);
-          } catch (err) {
-            end(false, err);
-          }
-        });
-        return true;
+  /** Starts every part of a valid notification: one per session, one for its groups and broadcast. */
+  private route(n: Notification, routing: Routing): void {
+    if (n.expiresAt <= Date.now()) {
+      this.countAll(n, 'expired');
+      routing.expect(1);
+      routing.done(true);
+      return;
+    }
+    routing.expect(n.sessions.length + 1);
+    if (n.sessions.length > 0) {
+      const envelope = toEnvelope(n);
+      for (const sessionId of n.sessions) {
+        if (n.reliable) this.reliableToSession(sessionId, n, envelope, routing);
+        else this.volatileToSession(sessionId, n, envelope, routing);
       }
-      let decided = false;
-      let late: ((delivered: boolean) => void) | undefined;
-      const miss = (outcome: false | 'held', local: LocalOutcome | undefined) => {
-        const delivered = outcome === 'held' ? new Promise<boolean>((resolve) => (late = resolve)) : Promise.resolve(false);
-        this.afterMiss(sessionId, n, envelope, outcome, delivered, local === 'no_sockets', remotes).then(
-          (final) => end(final),
-          (err: unknown) => end(false, err),
-        );
-      };
-      hold = setTimeout(() => {
-        decided = true;
-        miss('held', undefined);
-      }, this.deps.ackHoldMs);
-      gateway.offerToSession(sessionId, envelope, (local) => {
-        try {
-          if (decided) {
-            late?.(local === 'delivered');
-            return;
-          }
-          decided = true;
-          clearTimeout(hold);
-          if (local === 'delivered') {
-            metrics.delivery('session', true, 'delivered');
-            metrics.latency(true, n.enqueuedAt);
-            end(true);
-          } else {
-            miss(false, local);
-          }
-        } catch (err) {
-          end(false, err);
-        }
-      });
-    } catch (err) {
-      clearTimeout(hold);
-      end(false, err);
+    }
+    routing.done(this.toGroups(n));
+  }
+
+  /** Emits to the groups and the broadcast; true when that outcome is final. */
+  private toGroups(n: Notification): boolean {
+    if (n.groups.length === 0 && !n.broadcast) return true;
+    const { sessions, metrics } = this.deps;
+    if (!this.deps.bus.connected) {
+      // Other nodes' members cannot be reached now: a reliable message goes back to the queue (for
+      // later, or for a node that can reach them); a volatile one is dropped.
+      this.countGroups(n, n.reliable ? 'failed' : 'dropped');
+      return !n.reliable;
+    }
+    for (const group of n.groups) {
+      sessions.emitToGroup(group, toEnvelope(n, group));
+      metrics.delivery('group', n.reliable, 'delivered');
+      metrics.latency(n.reliable, n.enqueuedAt);
+    }
+    if (n.broadcast) {
+      sessions.broadcast(toEnvelope(n));
+      metrics.delivery('broadcast', n.reliable, 'delivered');
+      metrics.latency(n.reliable, n.enqueuedAt);
     }
     return true;
   }
 
-  /** Routes a valid notification to every target; true when every outcome is final. */
-  async dispatch(notification: Notification): Promise<boolean> {
-    const { gateway, metrics } = this.deps;
-    const { reliable } = notification;
-    if (notification.expiresAt <= Date.now()) {
-      this.countAll(notification, 'expired');
-      return true;
-    }
-    const sessionResults = notification.sessions.length > 0
-      ? this.toSessions(notification)
-      : Promise.resolve(true);
-    if (!this.deps.cluster.connected && (notification.groups.length > 0 || notification.broadcast)) {
-      // Other nodes' members cannot be reached now: a reliable message goes back to the queue (for
-      // later, or for a node that can reach them); a volatile one is dropped.
-      this.countGroups(notification, reliable ? 'failed' : 'dropped');
-      const sessionsFinal = await sessionResults;
-      return reliable ? false : sessionsFinal;
-    }
-    for (const group of notification.groups) {
-      gateway.emitToGroup(group, toEnvelope(notification, group));
-      metrics.delivery('group', reliable, 'delivered');
-      metrics.latency(reliable, notification.enqueuedAt);
-    }
-    if (notification.broadcast) {
-      gateway.broadcast(toEnvelope(notification));
-      metrics.delivery('broadcast', reliable, 'delivered');
-      metrics.latency(reliable, notification.enqueuedAt);
-    }
-    return sessionResults;
+  private volatileToSession(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
+    this.deps.sessions.offer(sessionId, envelope, (local) => {
+      const delivered = local === 'delivered';
+      const known = this.deps.directory.knownRemoteNodes(sessionId);
+      if (known) {
+        this.volatileForwarded(sessionId, n, delivered, known, routing);
+        return;
+      }
+      this.remoteNodes(sessionId).then(
+        (remotes) => this.volatileForwarded(sessionId, n, delivered, remotes, routing),
+        (err: unknown) => routing.fail(err),
+      );
+    });
   }
 
-  private async toSessions(notification: Notification): Promise<boolean> {
-    const envelope = toEnvelope(notification);
-    const deliver = notification.reliable ? this.reliableToSession : this.volatileToSession;
-    const results = await Promise.all(notification.sessions.map((sessionId) => deliver(sessionId, notification, envelope)));
-    return results.every(Boolean);
-  }
-
-  private reliableToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
-    const { gateway, cluster, metrics, logger } = this.deps;
-    const local = gateway.deliverToSession(sessionId, envelope);
-    let localOutcome: LocalOutcome | undefined;
-    void local.then((outcome) => (localOutcome = outcome));
-    const remotes = await this.remoteNodes(sessionId);
-    const attempts: Array<Promise<LocalOutcome | ForwardOutcome>> = [local];
+  private volatileForwarded(sessionId: string, n: Notification, delivered: boolean, remotes: readonly string[], routing: Routing): void {
+    const { bus, metrics, logger } = this.deps;
     for (const node of remotes) {
-      attempts.push(cluster.forward(node, sessionId, n).catch((err: unknown) => {
-        logger.warn({ err, node, session: sessionId }, 'forward failed');
-        return 'not_delivered' as const;
-      }));
+      bus.forward(node, sessionId, n).catch((err: unknown) => {
+        logger.debug({ err, node, session: sessionId }, 'volatile forward failed');
+      });
     }
-    const delivered = firstDelivered(attempts);
-    const outcome = await withinHold(delivered, this.deps.ackHoldMs);
-    if (outcome === true) {
+    const outcome = delivered ? 'delivered' : remotes.length > 0 ? 'forwarded' : 'dropped';
+    metrics.delivery('session', false, outcome);
+    if (delivered) metrics.latency(false, n.enqueuedAt);
+    routing.done(true);
+  }
+
+  private reliableToSession(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
+    const attempt = new ReliableAttempt(sessionId, n, envelope, routing);
+    const known = this.deps.directory.knownRemoteNodes(sessionId);
+    // The local offer, and either each known remote node or the directory lookup.
+    attempt.waiting = 1 + (known ? known.length : 1);
+    this.holds.add(attempt);
+    this.deps.sessions.offer(sessionId, envelope, (local) => {
+      if (local === 'no_sockets') attempt.noLocalSockets = true;
+      this.answered(attempt, local === 'delivered');
+    });
+    if (known) {
+      this.forwardTo(attempt, known);
+      return;
+    }
+    this.remoteNodes(sessionId).then(
+      (remotes) => {
+        attempt.waiting += remotes.length;
+        this.forwardTo(attempt, remotes);
+        this.answered(attempt, false); // the lookup itself
+      },
+      (err: unknown) => routing.fail(err),
+    );
+  }
+
+  private forwardTo(attempt: ReliableAttempt, remotes: readonly string[]): void {
+    attempt.remotes = remotes;
+    for (const node of remotes) {
+      this.deps.bus.forward(node, attempt.sessionId, attempt.notification).then(
+        (outcome) => this.answered(attempt, outcome === 'delivered'),
+        (err: unknown) => {
+          this.deps.logger.warn({ err, node, session: attempt.sessionId }, 'forward failed');
+          this.answered(attempt, false);
+        },
+      );
+    }
+  }
+
+  /** One part of a reliable attempt answered. */
+  private answered(attempt: ReliableAttempt, delivered: boolean): void {
+    attempt.waiting -= 1;
+    if (attempt.routing.failed) return;
+    const { metrics } = this.deps;
+    if (delivered && attempt.state === 'out') {
+      attempt.state = 'delivered';
+      this.holds.remove(attempt);
       metrics.delivery('session', true, 'delivered');
-      metrics.latency(true, n.enqueuedAt);
-      return true;
+      metrics.latency(true, attempt.notification.enqueuedAt);
+      attempt.routing.done(true);
+    } else if (delivered && attempt.held && !attempt.lateDelivery) {
+      // Stored at the hold time, acked since: it no longer waits in the inbox.
+      attempt.lateDelivery = true;
+      if (attempt.stored) void this.removeDelivered(attempt);
+    } else if (!delivered && attempt.state === 'out' && attempt.waiting === 0) {
+      this.miss(attempt);
     }
-    return this.afterMiss(sessionId, n, envelope, outcome, delivered, localOutcome === 'no_sockets', remotes);
-  };
+  }
+
+  private holdTimePassed(attempt: ReliableAttempt): void {
+    if (attempt.state !== 'out' || attempt.routing.failed) return;
+    attempt.held = true;
+    this.miss(attempt);
+  }
 
   /**
-   * A reliable message no socket acked within the hold time (`held`: one may still ack later, `delivered`
-   * tells) or at all (false): it expires, or goes to the inbox; true when that outcome is final.
+   * No socket acked within the hold time (`held`: one may still ack later) or at all: the message
+   * expires, or goes to the inbox.
    */
-  private async afterMiss(
-    sessionId: string,
-    n: Notification,
-    envelope: Envelope,
-    outcome: false | 'held',
-    delivered: Promise<boolean>,
-    noLocalSockets: boolean,
-    remotes: string[],
-  ): Promise<boolean> {
+  private miss(attempt: ReliableAttempt): void {
+    attempt.state = 'missed';
+    this.holds.remove(attempt);
+    this.store(attempt).then(
+      (final) => attempt.routing.done(final),
+      (err: unknown) => attempt.routing.fail(err),
+    );
+  }
+
+  /** True when the message's outcome is final (stored or expired). */
+  private async store(attempt: ReliableAttempt): Promise<boolean> {
     const { inbox, metrics, logger } = this.deps;
+    const { sessionId, notification: n, envelope } = attempt;
     if (n.expiresAt <= Date.now()) {
       metrics.delivery('session', true, 'expired');
       return true;
@@ -273,17 +349,19 @@ export class Dispatcher {
     }
     metrics.delivery('session', true, 'stored');
     metrics.inbox.inc({ op: 'stored' });
-    if (outcome === 'held') {
+    if (attempt.held) {
       // The slot is free again; the emit is still out there: a late ack takes the message out of the inbox.
       metrics.backpressureEvents.inc({ reason: 'slow_ack' });
-      void delivered.then((late) => (late ? this.removeDelivered(sessionId, n) : undefined));
+      attempt.stored = true;
+      if (attempt.lateDelivery) void this.removeDelivered(attempt);
     }
     // `no_sockets` is known at once; an emit still waiting for its ack is not waited for here.
-    await this.replayIfRegisteredMeanwhile(sessionId, noLocalSockets, remotes);
+    await this.replayIfRegisteredMeanwhile(attempt);
     return true;
   }
 
-  private async removeDelivered(sessionId: string, n: Notification): Promise<void> {
+  private async removeDelivered(attempt: ReliableAttempt): Promise<void> {
+    const { sessionId, notification: n } = attempt;
     try {
       if (await this.deps.inbox.remove(sessionId, n.id)) this.deps.metrics.inbox.inc({ op: 'replayed' });
       this.deps.metrics.latency(true, n.enqueuedAt);
@@ -297,37 +375,23 @@ export class Dispatcher {
    * would otherwise see the message only at its next registration: ask the nodes it registered on
    * since to replay. Sockets that were offered the message and did not ack are not asked again.
    */
-  private async replayIfRegisteredMeanwhile(sessionId: string, noLocalSockets: boolean, remotesBefore: string[]): Promise<void> {
-    const { gateway, cluster, logger } = this.deps;
-    if (noLocalSockets && gateway.localSockets(sessionId) > 0) gateway.replaySession(sessionId);
+  private async replayIfRegisteredMeanwhile(attempt: ReliableAttempt): Promise<void> {
+    const { sessions, bus, logger } = this.deps;
+    const { sessionId } = attempt;
+    if (attempt.noLocalSockets && sessions.sockets(sessionId) > 0) sessions.replay(sessionId);
     const remotesNow = await this.remoteNodes(sessionId, true);
     for (const node of remotesNow) {
-      if (remotesBefore.includes(node)) continue;
-      cluster.requestReplay(node, sessionId).catch((err: unknown) => {
+      if (attempt.remotes.includes(node)) continue;
+      bus.requestReplay(node, sessionId).catch((err: unknown) => {
         logger.debug({ err, node, session: sessionId }, 'replay request failed; the message waits for the next registration');
       });
     }
   }
 
-  private volatileToSession = async (sessionId: string, n: Notification, envelope: Envelope): Promise<boolean> => {
-    const { gateway, cluster, metrics, logger } = this.deps;
-    const local = await gateway.deliverToSession(sessionId, envelope);
-    const remotes = await this.remoteNodes(sessionId);
-    for (const node of remotes) {
-      cluster.forward(node, sessionId, n).catch((err: unknown) => {
-        logger.debug({ err, node, session: sessionId }, 'volatile forward failed');
-      });
-    }
-    const outcome = local === 'delivered' ? 'delivered' : remotes.length > 0 ? 'forwarded' : 'dropped';
-    metrics.delivery('session', false, outcome);
-    if (outcome === 'delivered') metrics.latency(false, n.enqueuedAt);
-    return true;
-  };
-
   /** The directory being unavailable means only this node's sockets can be reached now. */
   private async remoteNodes(sessionId: string, fresh = false): Promise<string[]> {
     try {
-      return await this.deps.cluster.remoteNodes(sessionId, { fresh });
+      return await this.deps.directory.remoteNodes(sessionId, { fresh });
     } catch (err) {
       this.deps.logger.warn({ err, session: sessionId }, 'session directory unavailable');
       return [];
@@ -343,29 +407,4 @@ export class Dispatcher {
     if (n.groups.length > 0) this.deps.metrics.delivery('group', n.reliable, outcome, n.groups.length);
     if (n.broadcast) this.deps.metrics.delivery('broadcast', n.reliable, outcome);
   }
-}
-
-/** The attempt's result if it comes within the hold time, else `held`. */
-function withinHold(delivered: Promise<boolean>, holdMs: number): Promise<boolean | 'held'> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve('held'), holdMs);
-    void delivered.then((result) => {
-      clearTimeout(timer);
-      resolve(result);
-    });
-  });
-}
-
-/** True as soon as one attempt reports `delivered`; false once all finished without. */
-function firstDelivered(attempts: Array<Promise<LocalOutcome | ForwardOutcome>>): Promise<boolean> {
-  return new Promise((resolve) => {
-    let waiting = attempts.length;
-    for (const attempt of attempts) {
-      void attempt.then((outcome) => {
-        waiting -= 1;
-        if (outcome === 'delivered') resolve(true);
-        else if (waiting === 0) resolve(false);
-      });
-    }
-  });
 }

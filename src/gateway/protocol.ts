@@ -1,3 +1,4 @@
+import type { Server, Socket } from 'socket.io';
 import type { Envelope } from '../notification/schema.js';
 
 /** The browser protocol of SPEC §3 as types: what a client sends and what it gets back. */
@@ -34,13 +35,14 @@ export interface ServerToClientEvents {
 /** The event sent, with a `TokenExpired`, just before the server disconnects a socket whose token ran out. */
 export const TOKEN_EXPIRED_EVENT = 'token_expired';
 
-/** What the server keeps on each socket (`socket.data`). */
+/** What socket.io keeps on each socket (`socket.data`): who the handshake proved it is. */
 export interface SocketData {
-  sessionId: string | undefined;
-  groups: string[];
   /** From the handshake when auth is enabled: what this socket may register. */
   identity: Identity | undefined;
 }
+
+export type PushServer = Server<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+export type PushSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
 /** Who a socket is, as proven by its handshake token. */
 export interface Identity {

@@ -114,6 +114,12 @@ export class Metrics {
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
+  readonly fastPath = new Gauge({
+    name: 'pushcenter_fast_path',
+    help: 'Parts of the socket fast path in use (1) or not (0): event_writer, group_writer, ack_reader',
+    labelNames: ['part'] as const,
+    registers: [this.registry],
+  });
   /** Read at scrape time (`trackDependencies`). */
   private dependencySource: () => Partial<Record<Dependency, boolean>> = () => ({});
   readonly dependencyUp: Gauge<'dependency'> = new Gauge({

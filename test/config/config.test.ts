@@ -29,6 +29,12 @@ describe('configuration', () => {
     expect(config.nodeId).toMatch(/^[A-Za-z0-9_.:-]+$/);
   });
 
+  it('uses the socket fast path unless SOCKET_FAST_PATH=off, and refuses any other value', () => {
+    expect(loadConfig({}).socket.fastPath).toBe(true);
+    expect(loadConfig({ SOCKET_FAST_PATH: 'off' }).socket.fastPath).toBe(false);
+    expect(problems({ SOCKET_FAST_PATH: 'fast' })).toEqual(['SOCKET_FAST_PATH="fast": must be one of on, off']);
+  });
+
   it('reads its defaults from config/default.json', () => {
     expect(readDefaults().AMQP_QUEUE).toBe('pushcenter.notifications');
     expect(loadConfig({}, { PORT: 4100 }).port).toBe(4100);

@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Cluster, ForwardHandler, ForwardOutcome } from '../../src/cluster/cluster.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
-import type { Gateway, LocalOutcome } from '../../src/gateway/gateway.js';
+import type { LocalOutcome, LocalSessions } from '../../src/dispatch/local-sessions.js';
 import type { Inbox, InboxEntry } from '../../src/inbox/inbox.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
 import type { Delivery } from '../../src/ingest/queue.js';
@@ -12,7 +12,7 @@ import type { Envelope } from '../../src/notification/schema.js';
 import { Metrics } from '../../src/observability/metrics.js';
 
 /** Sockets of this node, scripted: what each session's sockets answer. */
-class FakeGateway {
+class FakeSessions implements LocalSessions {
   answers = new Map<string, LocalOutcome>();
   /** Sessions whose sockets answer only after this many ms. */
   delays = new Map<string, number>();
@@ -21,16 +21,13 @@ class FakeGateway {
   online = new Set<string>();
   /** Sessions whose sockets throw when offered a message (a bug in a lower layer). */
   throwing = new Set<string>();
-  async deliverToSession(sessionId: string, envelope: Envelope): Promise<LocalOutcome> {
+  offer(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
+    if (this.throwing.has(sessionId)) throw new Error(`socket of ${sessionId} threw`);
     const outcome = this.answers.get(sessionId) ?? 'no_sockets';
     if (outcome !== 'no_sockets') this.emitted.push({ to: `session:${sessionId}`, envelope });
     const delay = this.delays.get(sessionId);
-    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
-    return outcome;
-  }
-  offerToSession(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
-    if (this.throwing.has(sessionId)) throw new Error(`socket of ${sessionId} threw`);
-    void this.deliverToSession(sessionId, envelope).then(done);
+    if (delay) setTimeout(() => done(outcome), delay);
+    else done(outcome);
   }
   emitToGroup(group: string, envelope: Envelope): void {
     this.emitted.push({ to: `group:${group}`, envelope });
@@ -38,10 +35,10 @@ class FakeGateway {
   broadcast(envelope: Envelope): void {
     this.emitted.push({ to: 'all', envelope });
   }
-  localSockets(sessionId: string): number {
+  sockets(sessionId: string): number {
     return this.online.has(sessionId) ? 1 : 0;
   }
-  replaySession(sessionId: string): void {
+  replay(sessionId: string): void {
     this.replayed.push(sessionId);
   }
 }
@@ -58,7 +55,7 @@ class FakeCluster implements Cluster {
   async remoteNodes(sessionId: string): Promise<string[]> {
     return this.owners.get(sessionId) ?? [];
   }
-  /** False: the directory cache knows nothing, so every message takes the dispatcher's general path. */
+  /** False: the directory cache knows nothing, so every session is looked up. */
   cacheWarm = true;
   knownRemoteNodes(sessionId: string): string[] | undefined {
     return this.cacheWarm ? this.owners.get(sessionId) ?? [] : undefined;
@@ -108,24 +105,24 @@ class FakeDelivery implements Delivery {
 }
 
 /**
- * Which path the dispatcher takes for a one-session message: with the directory cache warm, a session no
- * other node holds takes the callback fast path; with it cold, everything takes the general path. The
- * outcomes must not depend on it, so the outcome tests run both ways.
+ * Whether the dispatcher knows a session's other nodes at once (the directory cache is warm) or looks
+ * them up first. The outcomes must not depend on it, so the outcome tests run both ways.
  */
 let cacheWarm = true;
 
 function setup(options: { inbox?: Inbox } = {}) {
   const config = loadConfig({});
   const metrics = new Metrics({ defaultMetrics: false });
-  const gateway = new FakeGateway();
+  const gateway = new FakeSessions();
   const cluster = new FakeCluster();
   cluster.cacheWarm = cacheWarm;
   const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { expired: () => {}, evicted: () => {} });
   const dispatcher = new Dispatcher({
     ackHoldMs: 200,
     parser: new NotificationParser(config.limits),
-    gateway: gateway as unknown as Gateway,
-    cluster,
+    sessions: gateway,
+    directory: cluster,
+    bus: cluster,
     inbox,
     metrics,
     logger: pino({ level: 'silent' }),
@@ -148,8 +145,8 @@ function setup(options: { inbox?: Inbox } = {}) {
 }
 
 describe.each([
-  ['fast path (directory cache warm)', true],
-  ['general path (directory cache cold)', false],
+  ['directory cache warm', true],
+  ['directory cache cold', false],
 ])('dispatcher outcomes, %s', (_path, warm) => {
   beforeEach(() => {
     cacheWarm = warm;
@@ -291,7 +288,7 @@ describe.each([
   });
 });
 
-describe('dispatcher fast path faults', () => {
+describe('dispatcher faults', () => {
   it('sends a message back to the queue when delivering it throws, and stores nothing later', async () => {
     const { gateway, send, inbox, dispatcher } = setup();
     gateway.throwing.add('s1');

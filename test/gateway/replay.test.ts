@@ -63,7 +63,7 @@ describe('inbox replay', () => {
     // Meanwhile a message is stored for the session, and its sockets are asked to replay (as the
     // dispatcher does when the session registered while the message was on its way to the inbox).
     await inbox.store('racer', { id: 'late', event: 'message', data: 1, sentAt: Date.now(), reliable: true, expiresAt: Date.now() + 60_000 });
-    node.app.gateway.replaySession('racer');
+    node.app.gateway.replay('racer');
     inbox.let();
     await until(() => received.map((r) => r.envelope.id), (ids) => ids.includes('late'));
     await until(() => inbox.size('racer'), (n) => n === 0);

@@ -1,0 +1,32 @@
+import type { Envelope } from '../notification/schema.js';
+
+/**
+ * What happened when a message was offered to this node's sockets of one session.
+ * - `delivered`: a socket acked it (reliable) or took it (volatile)
+ * - `not_delivered`: sockets were offered it, none acked in time (reliable)
+ * - `behind`: every socket of the session is too far behind to be offered more
+ * - `no_sockets`: the session has no socket on this node
+ */
+export type LocalOutcome = 'delivered' | 'not_delivered' | 'behind' | 'no_sockets';
+
+/**
+ * The dispatcher's view of this node's sockets: the port the gateway implements (and a small fake in
+ * the dispatcher's tests).
+ */
+export interface LocalSessions {
+  /**
+   * Offers the envelope to this node's sockets of the session that can take it now. Reliable: emitted
+   * with an ack to each; `done('delivered')` at the first ack, `done('not_delivered')` once every one
+   * timed out. Volatile: emitted to each, `done` at once. `done` is called exactly once, synchronously
+   * when there is nothing to wait for (volatile, no sockets, all behind).
+   */
+  offer(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void;
+  /** Sockets of the session on this node. */
+  sockets(sessionId: string): number;
+  /** Offers the session's inbox to its sockets on this node, oldest first (see `Connection.replay`). */
+  replay(sessionId: string): void;
+  /** Emits to the group's members on every node (through the socket.io adapter). */
+  emitToGroup(group: string, envelope: Envelope): void;
+  /** Emits to every connected socket on every node. */
+  broadcast(envelope: Envelope): void;
+}
