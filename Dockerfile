@@ -8,7 +8,7 @@
 #   docker run -p 3000:3000 -e AMQP_URL=... -e REDIS_URL=... -e AUTH_JWT_SECRET=... push-center
 #
 # NODE_ENV is production, so start-up refuses to run without socket authentication unless
-# AUTH_MODE=none says so (SPEC §7).
+# AUTH_MODE=none says so (docs/PROTOCOL.md §7).
 
 FROM node:20-bookworm-slim AS build
 WORKDIR /app

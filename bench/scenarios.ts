@@ -65,8 +65,8 @@ function capacityFrom(results: TargetResult[]): { value: number; source: string 
 }
 
 /**
- * A rough wall-time estimate, printed before the run starts. A connection costs about 3 ms of CPU
- * (2 in the client, 1 in the server), so two cores connect about 700 clients per second.
+ * A rough wall-time estimate, printed before the run starts. Connecting is bound by the CPU each
+ * connection costs the client and the server; 700 a second is what a two-core machine manages.
  */
 export function estimateSeconds(options: Options, plans: TargetPlan[]): number {
   const setup = (clients: number) => 3 + (clients > 0 ? 1 + clients / 700 + 2 : 0) + 1;

@@ -44,7 +44,7 @@ export function benchData(seq: number, now = Date.now()): BenchData {
 
 export type Target = { session: string } | { group: string };
 
-/** The AMQP body a business backend publishes (SPEC §2). */
+/** The AMQP body a business backend publishes (PROTOCOL §2). */
 export function notificationBody(seq: number, target: Target, reliable: boolean, now = Date.now()): Buffer {
   return Buffer.from(JSON.stringify({
     id: messageId(seq),
@@ -54,7 +54,7 @@ export function notificationBody(seq: number, target: Target, reliable: boolean,
   }));
 }
 
-/** The envelope browsers get (SPEC §3), as the peers that emit directly build it. */
+/** The envelope browsers get (PROTOCOL §3), as the peers that emit directly build it. */
 export function envelope(seq: number, reliable: boolean, now = Date.now(), group?: string): Record<string, unknown> {
   const env: Record<string, unknown> = {
     id: messageId(seq),

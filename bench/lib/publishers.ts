@@ -42,7 +42,7 @@ export function reserveSeqs(count: number): number {
 }
 
 /**
- * A backend publishing to the node's queue as SPEC §2 describes: amqplib, a confirm channel, persistent
+ * A backend publishing to the node's queue as PROTOCOL §2 describes: amqplib, a confirm channel, persistent
  * JSON messages with `messageId` and a ms `timestamp`, at most `window` unconfirmed at a time. Also
  * watches the queue's depth (ready messages), which the run uses as its gate and reports.
  */

@@ -17,7 +17,7 @@ export interface CpuShare {
   /**
    * Machine-wide: CPU the hypervisor gave to other guests while this one had work to run (`steal` in
    * /proc/stat). Not in the other figures; the cores were that much smaller in the window. Absent in
-   * results from before 2026-12-01 10:00.
+   * older results.
    */
   steal?: number;
 }
@@ -58,7 +58,7 @@ export interface PhaseResult {
   publishFailures: number;
   /**
    * Fixed-rate phases: sends the publisher skipped because its process had fallen more than 20 ms
-   * behind the schedule (instead of sending them as one burst). Absent in runs before the third session.
+   * behind the schedule (instead of sending them as one burst). Absent in older results.
    */
   publisherSkipped?: number;
   expectedDeliveries: number;

@@ -285,9 +285,8 @@ export function signalAll(children: readonly Child[], sig: 'SIGSTOP' | 'SIGCONT'
 
 /**
  * Seconds at half rate before its window opens. The maximum rate leaves work behind that is not the
- * half rate's: a full garbage collection of what it promoted, whose marking holds push-center's event
- * loop 90–240 ms within the first 4 s at half rate (`--trace-gc`, 2026-11-23); none came in the 6 s
- * at half rate after it.
+ * half rate's: a full garbage collection of what it promoted, which holds push-center's event loop in
+ * the first seconds at half rate (docs/BENCHMARKS.md, "Method").
  */
 export function halfRateWarmupS(options: Pick<Options, 'quick'>): number {
   return options.quick ? 1 : 4;
@@ -332,8 +331,8 @@ class TargetRun {
     }, 250);
     if (this.system.nodeUrls.length > 0) {
       this.lastPausedAt = Date.now();
-      // Once a second: a scrape with thousands of sockets costs the node a few ms of its event loop
-      // (at two a second, about 5 % of its CPU in a perf profile), which Prometheus at 15 s does not.
+      // Once a second: each scrape costs a node with thousands of sockets some event-loop time, and the
+      // measurement should not cost it much more than Prometheus's far rarer scrapes do.
       this.scraper = setInterval(() => void this.scrape(), 1000);
     }
   }

@@ -59,7 +59,7 @@ export interface Registration {
   groups: string[];
 }
 
-/** The `register` payload of SPEC §3 (`sessionId`/`socketId`, `groups`/`groupFlag`), without limits. */
+/** The `register` payload of PROTOCOL §3 (`sessionId`/`socketId`, `groups`/`groupFlag`), without limits. */
 export function parseRegister(request: unknown): Registration | undefined {
   if (typeof request !== 'object' || request === null) return undefined;
   const { sessionId, socketId, groups, groupFlag } = request as Record<string, unknown>;

@@ -13,7 +13,7 @@ import { fail, listenLocal, listenToParent, parseRegister, refuse, report, type 
  * - group: `io.to(room).emit(…)` to one room of every member.
  * Like the other systems, it is held to the run's backlog bound (the parent's `limit`), so a
  * non-volatile emit never buffers without bound.
- * Same server options as push-center: websocket + polling, 64 KiB max packet, no compression.
+ * Server options as push-center's where they matter: websocket + polling, no compression.
  */
 
 const ACK_TIMEOUT_MS = 10_000;

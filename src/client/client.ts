@@ -35,7 +35,7 @@ export interface PushCenterClientOptions {
   autoConnect?: boolean;
 }
 
-/** What the server registered: the answer of the `register` event (SPEC §3). */
+/** What the server registered: the answer of the `register` event (PROTOCOL §3). */
 export interface Registration {
   sessionId: string;
   groups: string[];
@@ -51,7 +51,7 @@ export type Message<T = unknown> = Omit<Envelope, 'data'> & { data: T };
 export type MessageHandler<T = unknown> = (message: Message<T>) => void | Promise<void>;
 
 export type PushCenterErrorCode =
-  /** The server refused a registration (SPEC §3). `unavailable` and `rate_limited` are retried by the client. */
+  /** The server refused a registration (PROTOCOL §3). `unavailable` and `rate_limited` are retried by the client. */
   | RegisterErrorCode
   /** The handshake was refused: missing, bad or expired token. The client stays disconnected. */
   | 'unauthorized'
@@ -114,7 +114,7 @@ const MESSAGE_ERRORS: ReadonlySet<PushCenterErrorCode> = new Set<PushCenterError
 const RETRYABLE_REFUSALS: ReadonlySet<string> = new Set<RegisterErrorCode>(['unavailable', 'rate_limited']);
 
 /**
- * The push-center client for browsers and Node (SPEC §3): connects with socket.io, registers its session
+ * The push-center client for browsers and Node (PROTOCOL §3): connects with socket.io, registers its session
  * and groups after every (re)connect, hands messages to handlers per event name, acks reliable ones once
  * handled and drops redeliveries.
  *

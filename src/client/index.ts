@@ -1,5 +1,5 @@
 /**
- * The push-center client SDK (SPEC §3), for browsers and Node: `PushCenterClient` and its types.
+ * The push-center client SDK (PROTOCOL §3), for browsers and Node: `PushCenterClient` and its types.
  * Nothing here imports Node built-ins, so bundlers can take it as it is (see `bundle.ts`).
  */
 export {

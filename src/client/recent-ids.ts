@@ -1,6 +1,6 @@
 /**
  * The last `capacity` message ids a client has handled, oldest forgotten first: enough to recognise
- * the redeliveries of an at-least-once stream (SPEC §3) without growing without bound.
+ * the redeliveries of an at-least-once stream (PROTOCOL §3) without growing without bound.
  */
 export class RecentIds {
   private readonly ids = new Set<string>();

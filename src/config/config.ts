@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
 
-/** What push-center runs with: SPEC §7, read once at start-up by the composition root. */
+/** What push-center runs with: PROTOCOL §7, read once at start-up by the composition root. */
 export interface Config {
   nodeEnv: string;
   port: number;
@@ -193,7 +193,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   const ackTimeoutMs = int('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
   const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
-  // RabbitMQ caps a quorum queue consumer's prefetch at 2,000 (FACTS).
+  // RabbitMQ caps a quorum queue consumer's prefetch at 2,000.
   const prefetch = int('AMQP_PREFETCH', 400, 1, queueType === 'quorum' ? 2000 : 65_535);
 
   const jwtSecret = raw('AUTH_JWT_SECRET');

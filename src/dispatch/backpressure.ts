@@ -21,11 +21,11 @@ export interface Pausable {
 export type PressureReason = 'event_loop_lag' | 'heap' | 'dependency_down';
 
 /**
- * Checks in a row whose lag must be over the watermark before consumption pauses. One stall of a few
- * hundred ms (a full garbage collection, engine.io's pings falling due for a batch of sockets at once,
- * the machine's other processes taking the core) is over in the next check: pausing for it held the
- * queue for a second or more and added that to the latency of everything behind it, while the prefetch
- * already bounded what the node held. A node that is really overloaded lags at every check.
+ * Checks in a row whose lag must be over the watermark before consumption pauses. One stall (a full
+ * garbage collection, engine.io's pings falling due for a batch of sockets at once, other processes
+ * taking the core) is over by the next check: a pause for it would hold the queue for a second or more
+ * and add that to the latency of everything behind it, while the prefetch already bounds what the node
+ * holds. A node that is really overloaded lags at every check.
  */
 const LAG_CHECKS = 2;
 
@@ -33,7 +33,7 @@ const LAG_CHECKS = 2;
  * Watches the event loop and the heap; when either crosses its watermark (the lag at `LAG_CHECKS`
  * checks in a row) the consumer stops taking new work from the queue, and it resumes only once both are
  * back well below (lag under half, heap under 80 %), so it does not flap. The queue absorbs the excess
- * meanwhile (SPEC §5). A dependency that is down (Redis: no inbox, no directory) holds consumption the
+ * meanwhile (PROTOCOL §5). A dependency that is down (Redis: no inbox, no directory) holds consumption the
  * same way until it is back.
  */
 export class BackpressureMonitor {

@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import type { NotificationLimits } from '../config/config.js';
 
-/** socket.io reserves these event names; a notification may not use them (SPEC §2). */
+/** socket.io reserves these event names; a notification may not use them (PROTOCOL §2). */
 export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
   'connect',
   'connect_error',
@@ -15,7 +15,7 @@ export const RESERVED_EVENTS: ReadonlySet<string> = new Set([
 export const EVENT_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
 
 /**
- * The notification as a business backend sends it (SPEC §2), new fields and the original message
+ * The notification as a business backend sends it (PROTOCOL §2), new fields and the original message
  * center's aliases alike. The same schema validates AMQP bodies and HTTP bodies, documents the HTTP
  * API and, through `Static`, is the TypeScript type of the wire format. The limits are configurable,
  * so the schema is built from them; its type does not depend on them.
@@ -52,7 +52,7 @@ export function notificationInputSchema(limits: NotificationLimits) {
       socketGroupFlag: Type.Optional(Type.Unsafe<string | string[]>({ ...groups, description: 'legacy: group' })),
       isVolatile: Type.Optional(Type.Boolean({ description: 'legacy: true means delivery "volatile"' })),
     },
-    { additionalProperties: true, description: 'A notification (SPEC §2); at least one of session, group, broadcast' },
+    { additionalProperties: true, description: 'A notification (PROTOCOL §2); at least one of session, group, broadcast' },
   );
 }
 
@@ -79,7 +79,7 @@ export interface Notification {
   expiresAt: number;
 }
 
-/** What a browser receives as the single argument of the event (SPEC §3). */
+/** What a browser receives as the single argument of the event (PROTOCOL §3). */
 export interface Envelope {
   id: string;
   event: string;

@@ -12,7 +12,7 @@ export type InboxOp = 'stored' | 'replayed' | 'expired' | 'evicted';
 export type Dependency = 'amqp' | 'redis';
 
 /**
- * Every metric of SPEC §8, on a registry of its own so several nodes can live in one process (tests).
+ * Every metric of PROTOCOL §8, on a registry of its own so several nodes can live in one process (tests).
  * Labels never carry session ids or message ids.
  */
 export class Metrics {
@@ -187,7 +187,7 @@ function deliveryIndex(target: Target, reliable: boolean, outcome: Outcome): num
 
 /**
  * prom-client's default Node.js process metrics, except three that walk every handle or file descriptor
- * on the event loop at each scrape: with 10,000 sockets they blocked it for about 30 ms per scrape
+ * on the event loop at each scrape, which blocks it longer the more sockets a node holds
  * (`process_open_fds` reads /proc/self/fd synchronously; `nodejs_active_handles` and
  * `nodejs_active_resources` list every handle). `process_open_fds` is kept, read asynchronously; the
  * socket counts are in `pushcenter_connected_sockets`.

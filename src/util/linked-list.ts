@@ -7,9 +7,9 @@ export interface Linked<T> {
 /**
  * A doubly linked list through its entries, oldest first: adding and taking out an entry allocate
  * nothing. The busy paths (un-acked emits and direct-write ack callbacks per socket, un-acked broker
- * deliveries) use it instead of a Map
- * that is set and deleted at every message: such a Map rebuilds its hash table as it churns, and each
- * table lived long enough on a busy node to be promoted out of the young generation.
+ * deliveries) use it instead of a Map that is set and deleted at every message: such a Map rebuilds its
+ * hash table as it churns, and on a busy node each table lives long enough to be promoted out of V8's
+ * young generation, to be collected later by a full collection.
  */
 export class LinkedList<T extends Linked<T>> {
   private first: T | undefined;
