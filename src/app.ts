@@ -160,10 +160,7 @@ export class App {
         corsOrigins: config.corsOrigins,
         version: PACKAGE_VERSION,
       });
-      const fastPath = config.socket.fastPath ? await probeFastPath() : FAST_PATH_OFF;
-      if (!config.socket.fastPath) logger.info('socket fast path off (SOCKET_FAST_PATH=off): socket.io writes and reads every packet');
-      else if (Object.values(fastPath).every(Boolean)) logger.info(fastPath, 'socket fast path on (SOCKET_FAST_PATH=off turns it off)');
-      else logger.warn(fastPath, 'socket fast path: the parts that did not work with the installed socket.io, engine.io and ws are off');
+      const fastPath = await fastPathFor(config, logger);
       metrics.fastPath.set({ part: 'event_writer' }, fastPath.eventWriter ? 1 : 0);
       metrics.fastPath.set({ part: 'group_writer' }, fastPath.groupWriter ? 1 : 0);
       metrics.fastPath.set({ part: 'ack_reader' }, fastPath.ackReader ? 1 : 0);
@@ -317,6 +314,23 @@ export class App {
     await Promise.all(this.redis.map(quitRedis));
     logger.info('stopped');
   }
+}
+
+/** The parts of the socket fast path to use, logged: none with SOCKET_FAST_PATH=off, else what the probe saw work. */
+async function fastPathFor(config: Config, logger: Logger): Promise<FastPathParts> {
+  if (!config.socket.fastPath) {
+    logger.info('socket fast path off (SOCKET_FAST_PATH=off): socket.io writes and reads every packet');
+    return FAST_PATH_OFF;
+  }
+  const { parts, mismatches } = await probeFastPath();
+  if (mismatches.length > 0) {
+    logger.warn({ mismatches }, 'socket fast path off: the installed socket.io stack is not the version it was tested with');
+  } else if (Object.values(parts).every(Boolean)) {
+    logger.info(parts, 'socket fast path on (SOCKET_FAST_PATH=off turns it off)');
+  } else {
+    logger.warn(parts, 'socket fast path: the parts that did not work with the installed socket.io, engine.io and ws are off');
+  }
+  return parts;
 }
 
 function inboxEvents(metrics: Metrics) {

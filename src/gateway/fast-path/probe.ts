@@ -5,6 +5,7 @@ import { io as connectClient } from 'socket.io-client';
 import { orAfter } from '../../util/timeout.js';
 import { readAcksDirectly } from './ack-reader.js';
 import { nextAckId, supportsDirectWrite, writeEvent, writeSocketIoPacketsDirectly } from './packet-writer.js';
+import { describeMismatch, fastPathVersionMismatches } from './tested-versions.js';
 
 /** The parts of the socket fast path, each used only where the probe saw it work. */
 export interface FastPathParts {
@@ -22,18 +23,28 @@ export const FAST_PATH_OFF: FastPathParts = { eventWriter: false, groupWriter: f
 
 const PROBE_TIMEOUT_MS = 3000;
 
-let probed: Promise<FastPathParts> | undefined;
+export interface FastPathProbe {
+  parts: FastPathParts;
+  /** Why the fast path is off although asked for: the loaded libraries are not the tested versions. */
+  mismatches: string[];
+}
+
+let probed: Promise<FastPathProbe> | undefined;
 
 /**
- * Which parts of the fast path work with the socket.io, engine.io and ws this process loaded: a real
- * connection over loopback (a server of its own on a free port and a socket.io-client), through which
- * each part is put in place and used once: an event written with an ack id, its ack read off the
- * WebSocket, a room emit written as a frame. A part that is not in place, throws, or does not deliver
- * within a few seconds is reported off, and the node uses socket.io's own way for it. Run once per
- * process (the libraries do not change while it runs).
+ * Which parts of the fast path this process may use. None unless socket.io, engine.io, ws and the parser
+ * and adapter are the versions it was tested against (tested-versions.ts). Then a real connection over
+ * loopback (a server of its own on a free port and a socket.io-client), through which each part is put
+ * in place and used once: an event written with an ack id, its ack read off the WebSocket, a room emit
+ * written as a frame. A part that is not in place, throws, or does not deliver within a few seconds is
+ * off, and the node uses socket.io's own way for it. Run once per process (the libraries do not change).
  */
-export function probeFastPath(): Promise<FastPathParts> {
-  probed ??= runProbe().catch(() => FAST_PATH_OFF);
+export function probeFastPath(): Promise<FastPathProbe> {
+  probed ??= (async () => {
+    const mismatches = fastPathVersionMismatches().map(describeMismatch);
+    if (mismatches.length > 0) return { parts: FAST_PATH_OFF, mismatches };
+    return { parts: await runProbe().catch(() => FAST_PATH_OFF), mismatches };
+  })();
   return probed;
 }
 

@@ -4,7 +4,7 @@ import { basename, dirname, join } from 'node:path';
 
 /**
  * The versions of socket.io, engine.io, ws, socket.io-parser and socket.io-adapter whose private fields
- * the socket fast path (../packet-writer.ts, ../ack-reader.ts, ../direct-acks.ts) was checked against,
+ * the socket fast path (packet-writer.ts, ack-reader.ts) was checked against,
  * and the versions this process actually loads, found the way Node finds them: socket.io from this
  * package, engine.io, socket.io-parser and socket.io-adapter from socket.io's own folder, ws from
  * engine.io's. A project pin or override does not say which copy socket.io ends up with (a nested
@@ -12,7 +12,7 @@ import { basename, dirname, join } from 'node:path';
  * where its `overrides` do not apply); this reads the package.json of the copy that is loaded.
  *
  * package.json pins these same versions and its `overrides` make the whole tree use them; the test
- * test/gateway/fast-path-versions.test.ts keeps the three in step. To move to a new version: check
+ * test/gateway/fast-path/versions.test.ts keeps the three in step. To move to a new version: check
  * packet-writer.ts and ack-reader.ts against its internals first, then change the list below.
  *
  * No dependencies, a handful of small file reads: meant to run once, at start-up.
@@ -90,7 +90,7 @@ export function describeMismatch({ name, tested, loaded }: VersionMismatch): str
   const change = loaded === null
     ? `${name}: the fast path is tested against ${tested}, but no ${name} is found where it is loaded from`
     : `${name} changed from ${tested} (tested) to ${loaded} (loaded)`;
-  return `${change}: check src/gateway/packet-writer.ts and src/gateway/ack-reader.ts against the new ` +
+  return `${change}: check src/gateway/fast-path/packet-writer.ts and src/gateway/fast-path/ack-reader.ts against the new ` +
     `${name} internals before updating the tested list in src/gateway/fast-path/tested-versions.ts ` +
     'and the pins in package.json';
 }

@@ -9,10 +9,10 @@ import {
   loadedFastPathVersions,
   type FastPathPackage,
   type LoadedFastPathVersions,
-} from '../../src/gateway/fast-path/tested-versions.js';
+} from '../../../src/gateway/fast-path/tested-versions.js';
 
 /**
- * The socket fast path (src/gateway/packet-writer.ts, ack-reader.ts) reads private fields of socket.io,
+ * The socket fast path (src/gateway/fast-path/) reads private fields of socket.io,
  * engine.io and ws: a version it was not checked against must not slip in through an install.
  */
 
@@ -22,7 +22,7 @@ interface PackageJson {
   overrides?: Record<string, unknown>;
 }
 
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as PackageJson;
+const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as PackageJson;
 const TESTED = FAST_PATH_TESTED_VERSIONS;
 const NAMES = Object.keys(TESTED) as FastPathPackage[];
 /** The packages `overrides` holds to one version across the tree (socket.io itself is only ours). */
@@ -100,8 +100,8 @@ describe('comparing loaded versions with the tested list', () => {
   it('fails loudly on a changed version: which package, from which version to which, and what to check', () => {
     const loaded = { ...same, ws: '8.24.0' };
     expect(() => expectTestedVersions(loaded)).toThrow(
-      `ws changed from ${TESTED.ws} (tested) to 8.24.0 (loaded): check src/gateway/packet-writer.ts and ` +
-        'src/gateway/ack-reader.ts against the new ws internals before updating the tested list',
+      `ws changed from ${TESTED.ws} (tested) to 8.24.0 (loaded): check src/gateway/fast-path/packet-writer.ts and ` +
+        'src/gateway/fast-path/ack-reader.ts against the new ws internals before updating the tested list',
     );
     expect(() => expectTestedVersions({ ...same, 'engine.io': null })).toThrow(/engine\.io: .* no engine\.io is found/);
   });
