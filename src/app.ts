@@ -108,7 +108,7 @@ export class App {
         ? new RedisInbox(client, {
           keyPrefix: config.redis.keyPrefix,
           maxPerSession: config.inboxMax,
-          // Counts the expiries of sessions that never come back (SPEC §4: every expiry is counted).
+          // Counts the expiries of sessions that never come back (PROTOCOL §4: every expiry is counted).
           sweepIntervalMs: INBOX_SWEEP_MS,
           onSweepError: (err) => logger.warn({ err }, 'inbox sweep failed; the next one tries again'),
         }, inboxEvents(metrics))

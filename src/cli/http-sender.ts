@@ -16,7 +16,7 @@ export interface HttpSenderOptions {
   largestBytes: number;
 }
 
-/** Publishes through `POST /v1/notifications` (SPEC §6): 202 means the node enqueued the whole request. */
+/** Publishes through `POST /v1/notifications` (PROTOCOL §6): 202 means the node enqueued the whole request. */
 export class HttpSender implements Sender {
   readonly target: string;
   readonly batchSize: number;

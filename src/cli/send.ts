@@ -167,7 +167,7 @@ function amqpUrl(url: string): string {
   return url;
 }
 
-/** The notification (SPEC §2) without its id, in the new format, from the options. */
+/** The notification (PROTOCOL §2) without its id, in the new format, from the options. */
 async function notificationFields(values: Values, stdin: NodeJS.ReadableStream): Promise<Record<string, unknown>> {
   const fields: Record<string, unknown> = {};
   const sessions = values.session ?? [];

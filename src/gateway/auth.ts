@@ -2,7 +2,7 @@ import type { Identity } from './protocol.js';
 
 /**
  * Proves who a socket is from its handshake (`auth` of socket.io-client). The embedded default has no
- * authentication; the JWT authenticator (SPEC §3) plugs in here.
+ * authentication; the JWT authenticator (PROTOCOL §3) plugs in here.
  */
 export interface Authenticator {
   readonly enabled: boolean;

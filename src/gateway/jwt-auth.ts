@@ -4,7 +4,7 @@ import type { Authenticator } from './auth.js';
 import type { Identity } from './protocol.js';
 
 /**
- * The JWT handshake authenticator of SPEC §3: a socket.io client connects with `auth: { token }`, a JWT
+ * The JWT handshake authenticator of PROTOCOL §3: a socket.io client connects with `auth: { token }`, a JWT
  * whose `sub` is its session id and whose optional `groups` claim lists the groups it may join.
  *
  * What is accepted:
@@ -15,7 +15,7 @@ import type { Identity } from './protocol.js';
  * - `exp` and `nbf` are checked with a small clock tolerance. A token without `exp` never expires: that is
  *   the token issuer's choice, and `mintToken` always sets one.
  * - `sub`: 1 to `maxIdLength` characters; `groups`: absent (no groups) or an array of at most `maxGroups`
- *   strings of 1 to `maxIdLength` characters. The limits default to those of the notification (SPEC §2).
+ *   strings of 1 to `maxIdLength` characters. The limits default to those of the notification (PROTOCOL §2).
  */
 
 /** Why a handshake was refused: for the server's logs and a metric. The client only sees `unauthorized`. */

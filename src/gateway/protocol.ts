@@ -1,7 +1,7 @@
 import type { Server, Socket } from 'socket.io';
 import type { Envelope } from '../notification/schema.js';
 
-/** The browser protocol of SPEC §3 as types: what a client sends and what it gets back. */
+/** The browser protocol of PROTOCOL §3 as types: what a client sends and what it gets back. */
 
 export interface TokenExpired {
   code: 'token_expired';

@@ -15,7 +15,7 @@ export interface ItemError {
 }
 
 /**
- * `POST /v1/notifications` (SPEC §6): one notification or an array of them, validated all together
+ * `POST /v1/notifications` (PROTOCOL §6): one notification or an array of them, validated all together
  * (one invalid item refuses the whole request, nothing is enqueued), published to the queue, and
  * answered 202 only once the queue confirmed every message.
  */
