@@ -1,5 +1,5 @@
 import { connect, type ChannelModel, type ConfirmChannel, type Message } from 'amqplib';
-import { ENQUEUED_MS_HEADER } from '../ingest/amqp-queue.js';
+import { ENQUEUED_MS_HEADER } from '../ingest/amqp/headers.js';
 import type { Outgoing, Sender } from './sender.js';
 import { orAfter, withTimeout } from '../util/timeout.js';
 import { CliError, errorText, redact } from './terminal.js';

@@ -7,22 +7,11 @@ import { QueueUnavailableError } from './queue.js';
 import type { Config } from '../config/config.js';
 import { redact } from '../util/redact.js';
 import { withTimeout } from '../util/timeout.js';
-
-/** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
-export const SOURCE_HEADER = 'x-pushcenter-source';
-/** The reason a message was dead-lettered (SPEC §5), e.g. `not_json`. */
-export const ERROR_HEADER = 'x-pushcenter-error';
-export const ERROR_DETAIL_HEADER = 'x-pushcenter-error-detail';
-/** The queue a dead-lettered message was taken from. */
-export const ORIGINAL_QUEUE_HEADER = 'x-pushcenter-original-queue';
-/**
- * Enqueue time in ms. The AMQP `timestamp` property only holds whole seconds, which is too coarse for
- * latency metrics and TTLs, so push-center's own publishes carry the exact time here as well.
- */
-export const ENQUEUED_MS_HEADER = 'x-pushcenter-enqueued-ms';
+import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties, toQueueMessage } from './amqp/headers.js';
+import { TopologyMismatchError, declareTopology, type TopologyOptions } from './amqp/topology.js';
 
 /** The `amqp` settings (SPEC §7), with the URL required, and what only this engine needs. */
-export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'> {
+export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'>, TopologyOptions {
   /** AMQP_URL; `?heartbeat=` and the vhost are honoured as amqplib parses them. */
   url: string;
   logger: Logger;
@@ -38,34 +27,8 @@ export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'> {
    * `<name>:publish` and `<name>:consume`. Default `push-center`.
    */
   connectionName?: string;
-  /** The dead-letter queue keeps at most this many messages, dropping the oldest. Default 100000. */
-  deadLetterMaxLength?: number;
-  /** Dead letters older than this are dropped. Default 7 days. */
-  deadLetterTtlMs?: number;
   /** A publish the broker has not confirmed within this fails with `QueueUnavailableError`. Default 10000. */
   publishTimeoutMs?: number;
-}
-
-/**
- * RabbitMQ refused to declare a queue or exchange because it already exists with other arguments
- * (406 PRECONDITION_FAILED, "inequivalent arg"). The message names the object, the argument, both
- * values and how to fix it.
- */
-export class TopologyMismatchError extends Error {
-  constructor(
-    message: string,
-    readonly kind: 'queue' | 'exchange',
-    readonly object: string,
-    readonly argument: string,
-    /** What push-center declared; undefined when it declared the object without the argument. */
-    readonly declared: string | undefined,
-    /** What the existing object has; undefined when it does not have the argument at all. */
-    readonly existing: string | undefined,
-    options?: ErrorOptions,
-  ) {
-    super(message, options);
-    this.name = 'TopologyMismatchError';
-  }
 }
 
 /** Acks of a contiguous finished prefix are held this long to be sent as one multiple-ack. */
@@ -270,20 +233,11 @@ class AckTracker {
  * The RabbitMQ engine of the queue port.
  *
  * Start it with `AmqpQueue.connect(options)`: it resolves once both connections are open and the
- * topology is declared, and rejects with a clear error otherwise (`TopologyMismatchError` when a queue or
- * exchange exists with other arguments, an `Error` naming the broker address when it cannot connect).
- * Once started, it never gives up: a lost connection or channel is reopened with back-off, the topology
- * redeclared and consumption resumed (still paused if it was paused).
- *
- * Topology:
- * - the work queue `queue`: durable, `x-message-ttl` = queueTtlMs, `x-queue-type` = queueType, and
- *   `x-dead-letter-exchange` = deadLetterExchange. With the dead-letter exchange, what the broker drops
- *   (messages that expire in the queue, `x-death` reason `expired`; quorum messages over the delivery
- *   limit from RabbitMQ 4.0 on) ends up in the dead-letter queue where an operator can see it, instead
- *   of vanishing silently.
- * - the dead-letter exchange (fanout, durable) bound to the dead-letter queue (durable, same queue type).
- *   Because the broker itself now feeds it, the dead-letter queue is bounded: at most
- *   `deadLetterMaxLength` messages (oldest dropped) for at most `deadLetterTtlMs`.
+ * topology is declared (`declareTopology`), and rejects with a clear error otherwise
+ * (`TopologyMismatchError` when a queue or exchange exists with other arguments, an `Error` naming the
+ * broker address when it cannot connect). Once started, it never gives up: a lost connection or channel
+ * is reopened with back-off, the topology redeclared and consumption resumed (still paused if it was
+ * paused).
  *
  * Publishing and consuming use separate connections, because RabbitMQ's memory and disk alarms block
  * publishing connections only: consumers keep draining the queue while publishers are held.
@@ -423,17 +377,7 @@ export class AmqpQueue implements NotificationQueue {
     for (const message of messages) {
       if (run.aborted) return;
       this.assertUsable(link);
-      const enqueuedAt = message.timestamp ?? Date.now();
-      const headers: Record<string, unknown> = { [ENQUEUED_MS_HEADER]: enqueuedAt };
-      if (message.source === 'http') headers[SOURCE_HEADER] = 'http';
-      const sent = this.send(link, '', this.options.queue, message.body, {
-        persistent: true,
-        contentType: 'application/json',
-        messageId: message.messageId,
-        // AMQP timestamps are whole seconds.
-        timestamp: Math.floor(enqueuedAt / 1000),
-        headers,
-      });
+      const sent = this.send(link, '', this.options.queue, message.body, enqueueProperties(message));
       confirms.push(sent.confirmed);
       if (!sent.ok) await this.drained(link);
     }
@@ -558,36 +502,6 @@ export class AmqpQueue implements NotificationQueue {
       `RabbitMQ did not confirm the dead letter within ${timeoutMs} ms`, 5));
   }
 
-  /**
-   * Declares the topology (see the class comment). A queue or exchange that exists with other arguments
-   * makes the broker close the channel with 406; that becomes a `TopologyMismatchError`.
-   */
-  private async declareTopology(channel: Channel): Promise<void> {
-    const o = this.options;
-    try {
-      await channel.assertExchange(o.deadLetterExchange, 'fanout', { durable: true });
-      await channel.assertQueue(o.deadLetterQueue, {
-        durable: true,
-        arguments: {
-          'x-queue-type': o.queueType,
-          'x-max-length': o.deadLetterMaxLength ?? 100_000,
-          'x-message-ttl': o.deadLetterTtlMs ?? 7 * 24 * 3600 * 1000,
-        },
-      });
-      await channel.bindQueue(o.deadLetterQueue, o.deadLetterExchange, '');
-      await channel.assertQueue(o.queue, {
-        durable: true,
-        arguments: {
-          'x-queue-type': o.queueType,
-          'x-message-ttl': o.queueTtlMs,
-          'x-dead-letter-exchange': o.deadLetterExchange,
-        },
-      });
-    } catch (err) {
-      throw topologyMismatch(err, o) ?? err;
-    }
-  }
-
   private async openConnection(role: Role): Promise<ChannelModel> {
     try {
       return await connect(this.options.url, {
@@ -634,7 +548,7 @@ export class AmqpQueue implements NotificationQueue {
         for (const waiter of [...link.drainWaiters]) waiter.resolve();
       });
       channel.on('return', (msg: Message) => this.onReturn(link, msg));
-      await this.declareTopology(channel);
+      await declareTopology(channel, this.options);
       this.assertOpened(link);
     } catch (err) {
       link.alive = false;
@@ -654,7 +568,7 @@ export class AmqpQueue implements NotificationQueue {
       link.channel = channel;
       link.tracker = new AckTracker(channel, Math.max(1, Math.floor(this.options.prefetch / 2)), this.log);
       this.watch(channel, link, 'consume channel');
-      await this.declareTopology(channel);
+      await declareTopology(channel, this.options);
       // Per consumer (global = false): quorum queues do not support global QoS.
       await channel.prefetch(this.options.prefetch, false);
       this.assertOpened(link);
@@ -684,7 +598,7 @@ export class AmqpQueue implements NotificationQueue {
     this.log.error({ exchange: msg.fields.exchange, routingKey: msg.fields.routingKey },
       'RabbitMQ returned an unroutable message (was the queue deleted?); declaring the topology again');
     if (link.redeclaring || !link.alive) return;
-    link.redeclaring = this.declareTopology(link.channel)
+    link.redeclaring = declareTopology(link.channel, this.options)
       .catch((err: unknown) => this.log.error({ err }, 'declaring the topology again failed'))
       .finally(() => {
         link.redeclaring = undefined;
@@ -865,61 +779,6 @@ const RELEASED_BODY = Buffer.alloc(0);
  */
 function byTag(deliveryTag: number): Message {
   return { fields: { deliveryTag } } as unknown as Message;
-}
-
-/** The queue message of a delivery; the enqueue time in ms whatever unit the publisher used. */
-function toQueueMessage(msg: ConsumeMessage): QueueMessage {
-  const p = msg.properties;
-  const headers = p.headers ?? {};
-  return {
-    body: msg.content,
-    messageId: typeof p.messageId === 'string' && p.messageId !== '' ? p.messageId : undefined,
-    timestamp: enqueueTime(p.timestamp, headers[ENQUEUED_MS_HEADER]),
-    source: headers[SOURCE_HEADER] === 'http' ? 'http' : undefined,
-  };
-}
-
-/**
- * AMQP timestamps are seconds, but some backends put ms in them: below 1e11 (the year 5138 in seconds,
- * 1973 in ms) it is taken as seconds.
- */
-function enqueueTime(timestamp: unknown, exactMs: unknown): number | undefined {
-  if (typeof exactMs === 'number' && Number.isFinite(exactMs) && exactMs >= 1e11) return exactMs;
-  if (typeof timestamp !== 'number' || !Number.isFinite(timestamp) || timestamp <= 0) return undefined;
-  return timestamp < 1e11 ? timestamp * 1000 : timestamp;
-}
-
-const INEQUIVALENT =
-  /inequivalent arg '([^']+)' for (queue|exchange) '([^']+)' in vhost '[^']*': received (?:none|(?:the value )?'([^']*)'(?: of type '[^']*')?) but current is (?:(none)|(?:the value )?'([^']*)')/;
-
-/** Turns RabbitMQ's "inequivalent arg" refusal into an error that says what differs and how to fix it. */
-function topologyMismatch(err: unknown, o: AmqpQueueOptions): TopologyMismatchError | undefined {
-  const match = INEQUIVALENT.exec(errorText(err));
-  if (!match) return undefined;
-  const [, argument = '', kindText, object = '', declared, , existing] = match;
-  const kind = kindText === 'exchange' ? 'exchange' : 'queue';
-  const fixes: string[] = [];
-  if (kind === 'queue' && object === o.queue) {
-    if (argument === 'x-message-ttl' && existing !== undefined) fixes.push(`set AMQP_QUEUE_TTL_MS=${existing} to match it`);
-    if (argument === 'x-queue-type') fixes.push(`set AMQP_QUEUE_TYPE=${existing ?? 'classic'} to match it`);
-    if (argument === 'x-dead-letter-exchange' && existing !== undefined) {
-      fixes.push(`set AMQP_DEAD_LETTER_EXCHANGE=${existing} to match it`);
-    }
-    fixes.push(`delete the queue so that push-center declares it anew (\`rabbitmqctl delete_queue ${object}\`; ` +
-      'the messages in it are lost)', 'set AMQP_QUEUE to another queue name');
-  } else if (kind === 'queue') {
-    if (argument === 'x-queue-type') fixes.push(`set AMQP_QUEUE_TYPE=${existing ?? 'classic'} to match it`);
-    fixes.push(`delete the dead-letter queue (\`rabbitmqctl delete_queue ${object}\`)`,
-      'set AMQP_DEAD_LETTER_QUEUE to another queue name');
-  } else {
-    fixes.push('delete the exchange (management UI or `rabbitmqadmin delete exchange name=...`)',
-      'set AMQP_DEAD_LETTER_EXCHANGE to another exchange name');
-  }
-  const has = existing === undefined ? `no ${argument}` : `${argument} = ${existing}`;
-  const declares = declared === undefined ? `without ${argument}` : `with ${argument} = ${declared}`;
-  const message = `RabbitMQ refused to declare ${kind} '${object}' (PRECONDITION_FAILED): it already exists with ` +
-    `${has}, but push-center declares it ${declares}. To fix it, ${fixes.join(', or ')}.`;
-  return new TopologyMismatchError(message, kind, object, argument, declared, existing, { cause: err });
 }
 
 function rejectDrainWaiters(link: PublishLink, err: Error): void {

@@ -4,14 +4,9 @@ import { promisify } from 'node:util';
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AmqpQueue,
-  ERROR_DETAIL_HEADER,
-  ERROR_HEADER,
-  ORIGINAL_QUEUE_HEADER,
-  TopologyMismatchError,
-  type AmqpQueueOptions,
-} from '../../src/ingest/amqp-queue.js';
+import { AmqpQueue, type AmqpQueueOptions } from '../../src/ingest/amqp-queue.js';
+import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER } from '../../src/ingest/amqp/headers.js';
+import { TopologyMismatchError } from '../../src/ingest/amqp/topology.js';
 import { QueueUnavailableError, type Delivery, type QueueMessage } from '../../src/ingest/queue.js';
 import { AMQP_URL, requireService, uniqueName } from '../support/services.js';
 import { describeQueue } from './queue.behaviour.js';
