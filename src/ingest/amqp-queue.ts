@@ -1,12 +1,12 @@
 import { connect } from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
-import { LinkedList, type Linked } from '../util/linked-list.js';
 import type { Logger } from '../observability/logger.js';
 import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
 import type { Config } from '../config/config.js';
 import { redact } from '../util/redact.js';
 import { withTimeout } from '../util/timeout.js';
+import { AckTracker, type Tracked } from './amqp/ack-tracker.js';
 import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties, toQueueMessage } from './amqp/headers.js';
 import { TopologyMismatchError, declareTopology, type TopologyOptions } from './amqp/topology.js';
 
@@ -31,13 +31,6 @@ export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'>, TopologyO
   publishTimeoutMs?: number;
 }
 
-/** Acks of a contiguous finished prefix are held this long to be sent as one multiple-ack. */
-const ACK_FLUSH_MS = 5;
-/**
- * A finished delivery stuck behind an unfinished one (so not in the prefix) is acked on its own after
- * this long, so a slow message at the head does not keep finished ones occupying prefetch slots.
- */
-const ACK_STRAGGLER_MS = 10;
 /** After a dead-letter publish failed, the original goes back to the queue this much later, not at once. */
 const DEAD_LETTER_RETRY_DELAY_MS = 1000;
 const DETAIL_MAX_CHARS = 1000;
@@ -78,155 +71,6 @@ interface ConsumeLink extends Link {
   tracker: AckTracker;
   /** Set while a consumer is registered on the channel. */
   consumerTag: string | undefined;
-}
-
-/**
- * A delivery outstanding at the broker. It keeps the tag only: acks and nacks need nothing else, and the
- * message itself (its properties, headers and body) then lives only as long as the delivery needs it.
- */
-interface Tracked extends Linked<Tracked> {
-  readonly tag: number;
-  acked: boolean;
-  ackedAt: number;
-}
-
-/**
- * The unacked deliveries of one consume channel, and the batching of their acks.
- *
- * Guarantees:
- * - a delivery tag is sent to the broker at most once (one ack or one nack), and only on the channel it
- *   came from: once the channel is gone (`dispose`) every settle is a no-op, because the broker has
- *   already requeued what was unacked;
- * - a multiple-ack for tag T is sent only when every tag ≤ T still outstanding at the broker was acked
- *   by the application. Requeued (nacked) and individually acked tags are no longer outstanding at the
- *   broker, so a later multiple-ack passes over them without acking them again.
- */
-class AckTracker {
-  /**
-   * Outstanding at the broker, in delivery-tag order. A Map keyed by tag here (set at each delivery,
-   * deleted at each ack) was a tenth of what a busy node promoted once the broker messages were
-   * released (sampling heap profile, 2026-12-01).
-   */
-  private readonly outstanding = new LinkedList<Tracked>();
-  private ackedCount = 0;
-  private heldCount = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private timerAt = 0;
-  private alive = true;
-
-  constructor(
-    private readonly channel: Channel,
-    /** Flush at once when this many acks wait; half the prefetch keeps the broker busy meanwhile. */
-    private readonly batchMax: number,
-    private readonly log: Logger,
-  ) {}
-
-  /** Deliveries the application has not settled yet. */
-  get held(): number {
-    return this.heldCount;
-  }
-
-  get active(): boolean {
-    return this.alive;
-  }
-
-  track(msg: ConsumeMessage): Tracked {
-    const tracked: Tracked = { tag: msg.fields.deliveryTag, acked: false, ackedAt: 0, prev: undefined, next: undefined };
-    this.outstanding.push(tracked);
-    this.heldCount += 1;
-    return tracked;
-  }
-
-  ack(tracked: Tracked): void {
-    if (!this.owns(tracked)) return;
-    tracked.acked = true;
-    tracked.ackedAt = Date.now();
-    this.heldCount -= 1;
-    this.ackedCount += 1;
-    if (this.ackedCount >= this.batchMax) this.flush(false);
-    else this.arm(ACK_FLUSH_MS);
-  }
-
-  /** Back to the queue now (nack with requeue); never delayed, so it is never swallowed by a batch. */
-  requeue(tracked: Tracked): void {
-    if (!this.owns(tracked)) return;
-    this.outstanding.remove(tracked);
-    this.heldCount -= 1;
-    this.send(() => this.channel.nack(byTag(tracked.tag), false, true));
-  }
-
-  /**
-   * Acks the longest contiguous acked prefix with one multiple-ack, then, one by one, the acked
-   * deliveries behind an unfinished one that waited long enough (all of them when `everything`).
-   */
-  flush(everything: boolean): void {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    if (!this.alive || this.ackedCount === 0) return;
-    let last: Tracked | undefined;
-    while (this.outstanding.head?.acked) {
-      last = this.outstanding.head;
-      this.outstanding.remove(last);
-      this.ackedCount -= 1;
-    }
-    if (last) {
-      const upTo = last;
-      this.send(() => this.channel.ack(byTag(upTo.tag), true));
-    }
-    if (this.ackedCount === 0) return;
-    const force = everything || this.ackedCount >= this.batchMax;
-    const cutoff = Date.now() - ACK_STRAGGLER_MS;
-    for (let tracked = this.outstanding.head; tracked; ) {
-      const next = tracked.next;
-      if (tracked.acked && (force || tracked.ackedAt <= cutoff)) {
-        this.outstanding.remove(tracked);
-        this.ackedCount -= 1;
-        const tag = tracked.tag;
-        this.send(() => this.channel.ack(byTag(tag), false));
-      }
-      tracked = next;
-    }
-    if (this.ackedCount > 0) this.arm(ACK_STRAGGLER_MS);
-  }
-
-  /** The channel is gone: forget everything, send nothing more. */
-  dispose(): void {
-    this.alive = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    this.outstanding.drain();
-    this.ackedCount = 0;
-    this.heldCount = 0;
-  }
-
-  private owns(tracked: Tracked): boolean {
-    return this.alive && !tracked.acked && this.outstanding.has(tracked);
-  }
-
-  /** Flushes within `ms`: an earlier deadline replaces a later one (a slot held is throughput lost). */
-  private arm(ms: number): void {
-    const at = Date.now() + ms;
-    if (this.timer) {
-      if (this.timerAt <= at) return;
-      clearTimeout(this.timer);
-    }
-    this.timerAt = at;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.flush(false);
-    }, ms);
-  }
-
-  private send(operation: () => void): void {
-    try {
-      operation();
-    } catch (err) {
-      // The channel closed under us; the broker requeues what it had not been told about.
-      this.log.debug({ err }, 'ack/nack not sent: the channel is closed');
-    }
-  }
 }
 
 /**
@@ -566,7 +410,8 @@ export class AmqpQueue implements NotificationQueue {
     try {
       const channel = await connection.createChannel();
       link.channel = channel;
-      link.tracker = new AckTracker(channel, Math.max(1, Math.floor(this.options.prefetch / 2)), this.log);
+      // Half the prefetch: the broker has deliveries to send while a batch of acks waits.
+      link.tracker = new AckTracker(channel, { batchMax: Math.max(1, Math.floor(this.options.prefetch / 2)), logger: this.log });
       this.watch(channel, link, 'consume channel');
       await declareTopology(channel, this.options);
       // Per consumer (global = false): quorum queues do not support global QoS.
@@ -713,7 +558,7 @@ export class AmqpQueue implements NotificationQueue {
       return;
     }
     if (!link.alive) return;
-    const tracked = link.tracker.track(msg);
+    const tracked = link.tracker.track(msg.fields.deliveryTag);
     const delivery = this.toDelivery(link.tracker, tracked, msg);
     const handler = this.handler;
     if (!handler) {
@@ -772,14 +617,6 @@ export class AmqpQueue implements NotificationQueue {
 }
 
 const RELEASED_BODY = Buffer.alloc(0);
-
-/**
- * What amqplib's `ack` and `nack` read of a message: its delivery tag (`message.fields.deliveryTag`,
- * amqplib 0.10 to 2.x), so that the tracker need not keep the whole message for them.
- */
-function byTag(deliveryTag: number): Message {
-  return { fields: { deliveryTag } } as unknown as Message;
-}
 
 function rejectDrainWaiters(link: PublishLink, err: Error): void {
   for (const waiter of [...link.drainWaiters]) waiter.reject(err);
