@@ -7,6 +7,7 @@ import type { Config } from '../config/config.js';
 import { redact } from '../util/redact.js';
 import { withTimeout } from '../util/timeout.js';
 import { AckTracker, type Tracked } from './amqp/ack-tracker.js';
+import { ConfirmPublisher, type PublishFailure } from './amqp/confirm-publisher.js';
 import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties, toQueueMessage } from './amqp/headers.js';
 import { TopologyMismatchError, declareTopology, type TopologyOptions } from './amqp/topology.js';
 
@@ -47,21 +48,12 @@ interface Link {
   alive: boolean;
 }
 
-/** A message published on the confirm channel and not confirmed yet. */
-interface PendingPublish {
-  readonly messageId: string | undefined;
-  readonly body: Buffer;
-  /** RabbitMQ returned it as unroutable (basic.return comes before its basic.ack). */
-  returned: boolean;
-}
-
 interface PublishLink extends Link {
   readonly role: 'publish';
   channel: ConfirmChannel;
   /** Set while RabbitMQ blocks this connection (a resource alarm): the reason it gave. */
   blocked: string | undefined;
-  readonly pending: Set<PendingPublish>;
-  readonly drainWaiters: Set<{ resolve: () => void; reject: (err: Error) => void }>;
+  publisher: ConfirmPublisher;
   redeclaring: Promise<void> | undefined;
 }
 
@@ -209,7 +201,7 @@ export class AmqpQueue implements NotificationQueue {
     }
     if (publisher) {
       publisher.alive = false;
-      rejectDrainWaiters(publisher, new QueueUnavailableError('the node is shutting down', 1));
+      publisher.publisher?.failDrainWaits(new QueueUnavailableError('the node is shutting down', 1));
       await closeQuietly(publisher.channel);
       await closeQuietly(publisher.connection);
     }
@@ -221,68 +213,11 @@ export class AmqpQueue implements NotificationQueue {
     for (const message of messages) {
       if (run.aborted) return;
       this.assertUsable(link);
-      const sent = this.send(link, '', this.options.queue, message.body, enqueueProperties(message));
+      const sent = link.publisher.publish('', this.options.queue, message.body, enqueueProperties(message));
       confirms.push(sent.confirmed);
-      if (!sent.ok) await this.drained(link);
+      if (!sent.ok) await link.publisher.drained();
     }
     await Promise.all(confirms);
-  }
-
-  /**
-   * Publishes one message on the confirm channel, `mandatory` so that a message the broker cannot route
-   * (the queue was deleted) fails instead of being confirmed and lost. Throws synchronously when amqplib
-   * cannot send it (channel closed, headers it cannot encode).
-   */
-  private send(
-    link: PublishLink, exchange: string, routingKey: string, body: Buffer, properties: Options.Publish,
-  ): { ok: boolean; confirmed: Promise<void> } {
-    const pending: PendingPublish = { messageId: properties.messageId, body, returned: false };
-    let settle!: (err: Error | undefined) => void;
-    const confirmed = new Promise<void>((resolve, reject) => {
-      settle = (err) => (err ? reject(err) : resolve());
-    });
-    // Callers may stop awaiting (timeout, an earlier failure); the outcome is then of no interest.
-    confirmed.catch(() => undefined);
-    link.pending.add(pending);
-    let ok: boolean;
-    try {
-      ok = link.channel.publish(exchange, routingKey, body, { ...properties, mandatory: true }, (err: unknown) => {
-        link.pending.delete(pending);
-        if (err) {
-          const nacked = err instanceof Error && /nack/i.test(err.message);
-          settle(new QueueUnavailableError(nacked
-            ? 'RabbitMQ refused the message (basic.nack)'
-            : 'the connection to RabbitMQ closed before the message was confirmed', nacked ? 5 : 1));
-        } else if (pending.returned) {
-          settle(new QueueUnavailableError(
-            `RabbitMQ could not route the message to ${exchange === '' ? `queue '${routingKey}'` : `exchange '${exchange}'`}; ` +
-              'the topology is being declared again', 1));
-        } else {
-          settle(undefined);
-        }
-      });
-    } catch (err) {
-      link.pending.delete(pending);
-      throw err;
-    }
-    return { ok, confirmed };
-  }
-
-  /** Resolves on the channel's 'drain'; rejects when the link is lost first. */
-  private drained(link: PublishLink): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        resolve: () => {
-          link.drainWaiters.delete(waiter);
-          resolve();
-        },
-        reject: (err: Error) => {
-          link.drainWaiters.delete(waiter);
-          reject(err);
-        },
-      };
-      link.drainWaiters.add(waiter);
-    });
   }
 
   private usablePublisher(): PublishLink {
@@ -333,12 +268,12 @@ export class AmqpQueue implements NotificationQueue {
     });
     let sent: { confirmed: Promise<void> };
     try {
-      sent = this.send(link, this.options.deadLetterExchange, this.options.queue, msg.content, properties);
+      sent = link.publisher.publish(this.options.deadLetterExchange, this.options.queue, msg.content, properties);
     } catch (err) {
       if (!(err instanceof TypeError)) throw err;
       // A header amqplib decoded but cannot encode again: keep the message, drop its other headers.
       this.log.warn({ err, messageId: p.messageId }, 'dead letter sent without its original headers');
-      sent = this.send(link, this.options.deadLetterExchange, this.options.queue, msg.content,
+      sent = link.publisher.publish(this.options.deadLetterExchange, this.options.queue, msg.content,
         { ...properties, headers: ours });
     }
     const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
@@ -373,7 +308,7 @@ export class AmqpQueue implements NotificationQueue {
     const connection = await this.openConnection('publish');
     const link = { role: 'publish', connection, alive: true } as PublishLink;
     Object.assign(link, {
-      blocked: undefined, pending: new Set(), drainWaiters: new Set(), redeclaring: undefined,
+      blocked: undefined, redeclaring: undefined,
     });
     this.watch(connection, link, 'publish connection');
     connection.on('blocked', (reason: string) => {
@@ -388,10 +323,7 @@ export class AmqpQueue implements NotificationQueue {
       const channel = await connection.createConfirmChannel();
       link.channel = channel;
       this.watch(channel, link, 'publish channel');
-      channel.on('drain', () => {
-        for (const waiter of [...link.drainWaiters]) waiter.resolve();
-      });
-      channel.on('return', (msg: Message) => this.onReturn(link, msg));
+      link.publisher = new ConfirmPublisher(channel, { failure: unavailable, onReturn: (msg) => this.onReturn(link, msg) });
       await declareTopology(channel, this.options);
       this.assertOpened(link);
     } catch (err) {
@@ -434,12 +366,6 @@ export class AmqpQueue implements NotificationQueue {
   }
 
   private onReturn(link: PublishLink, msg: Message): void {
-    for (const pending of link.pending) {
-      if (!pending.returned && pending.messageId === msg.properties.messageId && pending.body.equals(msg.content)) {
-        pending.returned = true;
-        break;
-      }
-    }
     this.log.error({ exchange: msg.fields.exchange, routingKey: msg.fields.routingKey },
       'RabbitMQ returned an unroutable message (was the queue deleted?); declaring the topology again');
     if (link.redeclaring || !link.alive) return;
@@ -463,7 +389,7 @@ export class AmqpQueue implements NotificationQueue {
       if (current) this.consumer = undefined;
     } else {
       const publisher = link as PublishLink;
-      rejectDrainWaiters(publisher, new QueueUnavailableError('the connection to RabbitMQ was lost; reconnecting', 1));
+      publisher.publisher?.failDrainWaits(new QueueUnavailableError('the connection to RabbitMQ was lost; reconnecting', 1));
       current = this.publisher === publisher;
       if (current) this.publisher = undefined;
     }
@@ -618,10 +544,6 @@ export class AmqpQueue implements NotificationQueue {
 
 const RELEASED_BODY = Buffer.alloc(0);
 
-function rejectDrainWaiters(link: PublishLink, err: Error): void {
-  for (const waiter of [...link.drainWaiters]) waiter.reject(err);
-}
-
 async function closeQuietly(closable: { close(): Promise<void> } | undefined): Promise<void> {
   try {
     await closable?.close();
@@ -636,4 +558,20 @@ function definedOnly<T extends object>(value: T): T {
 
 function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** A publish RabbitMQ did not take, as the queue port reports it (HTTP 503 with Retry-After). */
+function unavailable(failure: PublishFailure): QueueUnavailableError {
+  switch (failure.reason) {
+    case 'nacked':
+      return new QueueUnavailableError('RabbitMQ refused the message (basic.nack)', 5);
+    case 'closed':
+      return new QueueUnavailableError('the connection to RabbitMQ closed before the message was confirmed', 1);
+    case 'unroutable': {
+      const { exchange, routingKey } = failure;
+      return new QueueUnavailableError(
+        `RabbitMQ could not route the message to ${exchange === '' ? `queue '${routingKey}'` : `exchange '${exchange}'`}; ` +
+          'the topology is being declared again', 1);
+    }
+  }
 }
