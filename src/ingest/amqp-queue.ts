@@ -1,5 +1,5 @@
 import { connect } from 'amqplib';
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message } from 'amqplib';
 import type { Logger } from '../observability/logger.js';
 import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
@@ -8,7 +8,8 @@ import { redact } from '../util/redact.js';
 import { withTimeout } from '../util/timeout.js';
 import { AckTracker, type Tracked } from './amqp/ack-tracker.js';
 import { ConfirmPublisher, type PublishFailure } from './amqp/confirm-publisher.js';
-import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties, toQueueMessage } from './amqp/headers.js';
+import { DeadLetters } from './amqp/dead-letter.js';
+import { enqueueProperties, toQueueMessage } from './amqp/headers.js';
 import { TopologyMismatchError, declareTopology, type TopologyOptions } from './amqp/topology.js';
 
 /** The `amqp` settings (SPEC §7), with the URL required, and what only this engine needs. */
@@ -32,9 +33,6 @@ export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'>, TopologyO
   publishTimeoutMs?: number;
 }
 
-/** After a dead-letter publish failed, the original goes back to the queue this much later, not at once. */
-const DEAD_LETTER_RETRY_DELAY_MS = 1000;
-const DETAIL_MAX_CHARS = 1000;
 const CONNECT_TIMEOUT_MS = 10_000;
 /** Retry-After while RabbitMQ blocks publishers (memory or disk alarm): alarms usually last a while. */
 const BLOCKED_RETRY_AFTER_S = 10;
@@ -86,6 +84,7 @@ export class AmqpQueue implements NotificationQueue {
     consume: { attempt: 0, timer: undefined, nextAt: 0 },
   };
   private readonly opening = new Set<Promise<void>>();
+  private readonly deadLetters: DeadLetters;
   private publisher: PublishLink | undefined;
   private consumer: ConsumeLink | undefined;
   private handler: DeliveryHandler | undefined;
@@ -113,6 +112,13 @@ export class AmqpQueue implements NotificationQueue {
 
   private constructor(private readonly options: AmqpQueueOptions) {
     this.log = options.logger.child({ component: 'amqp-queue' });
+    this.deadLetters = new DeadLetters({
+      queue: options.queue,
+      exchange: options.deadLetterExchange,
+      publisher: () => this.usablePublisher().publisher,
+      logger: this.log,
+      publishTimeoutMs: options.publishTimeoutMs,
+    });
   }
 
   get inflight(): number {
@@ -238,47 +244,6 @@ export class AmqpQueue implements NotificationQueue {
     if (link.blocked !== undefined) {
       throw new QueueUnavailableError(`RabbitMQ is blocking publishers (${link.blocked})`, BLOCKED_RETRY_AFTER_S);
     }
-  }
-
-  /**
-   * Dead-letters a copy: the original body and properties (without `expiration`, so the copy lives by
-   * the dead-letter queue's limits, and without `userId`, which the broker would check against our
-   * login) plus the reason headers, confirmed by the broker before the original is acked.
-   */
-  private async publishDeadLetter(msg: ConsumeMessage, reason: string, detail: string): Promise<void> {
-    const link = this.usablePublisher();
-    const p = msg.properties;
-    const ours = {
-      [ERROR_HEADER]: reason,
-      [ERROR_DETAIL_HEADER]: detail.length > DETAIL_MAX_CHARS ? `${detail.slice(0, DETAIL_MAX_CHARS)}…` : detail,
-      [ORIGINAL_QUEUE_HEADER]: this.options.queue,
-    };
-    const properties: Options.Publish = definedOnly({
-      persistent: true,
-      contentType: p.contentType,
-      contentEncoding: p.contentEncoding,
-      messageId: p.messageId,
-      timestamp: p.timestamp,
-      correlationId: p.correlationId,
-      replyTo: p.replyTo,
-      type: p.type,
-      appId: p.appId,
-      priority: p.priority,
-      headers: { ...(p.headers ?? {}), ...ours },
-    });
-    let sent: { confirmed: Promise<void> };
-    try {
-      sent = link.publisher.publish(this.options.deadLetterExchange, this.options.queue, msg.content, properties);
-    } catch (err) {
-      if (!(err instanceof TypeError)) throw err;
-      // A header amqplib decoded but cannot encode again: keep the message, drop its other headers.
-      this.log.warn({ err, messageId: p.messageId }, 'dead letter sent without its original headers');
-      sent = link.publisher.publish(this.options.deadLetterExchange, this.options.queue, msg.content,
-        { ...properties, headers: ours });
-    }
-    const timeoutMs = this.options.publishTimeoutMs ?? 10_000;
-    await withTimeout(sent.confirmed, timeoutMs, () => new QueueUnavailableError(
-      `RabbitMQ did not confirm the dead letter within ${timeoutMs} ms`, 5));
   }
 
   private async openConnection(role: Role): Promise<ChannelModel> {
@@ -527,16 +492,10 @@ export class AmqpQueue implements NotificationQueue {
         const original = msg;
         // A delivery from a channel that is gone was requeued by the broker: it is judged again.
         if (!claim() || !tracker.active) return;
-        try {
-          await this.publishDeadLetter(original, reason, detail);
-        } catch (err) {
-          this.log.error({ err, messageId: original.properties.messageId, reason },
-            `dead-lettering failed; the message goes back to the queue in ${DEAD_LETTER_RETRY_DELAY_MS} ms`);
-          // Not at once: it would come straight back and fail again while the publisher is down.
-          setTimeout(() => tracker.requeue(tracked), DEAD_LETTER_RETRY_DELAY_MS).unref();
-          return;
-        }
-        tracker.ack(tracked);
+        await this.deadLetters.move(original, reason, detail, {
+          ack: () => tracker.ack(tracked),
+          requeue: () => tracker.requeue(tracked),
+        });
       },
     };
   }
@@ -550,10 +509,6 @@ async function closeQuietly(closable: { close(): Promise<void> } | undefined): P
   } catch {
     // Already closed: nothing left to release.
   }
-}
-
-function definedOnly<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 function errorText(err: unknown): string {
