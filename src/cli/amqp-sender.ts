@@ -96,7 +96,8 @@ export class AmqpSender implements Sender {
         enqueueProperties({ messageId: item.id }));
       return { confirmed, writable: ok };
     } catch (err) {
-      const confirmed = Promise.reject(this.failure ?? new CliError(`cannot publish to ${this.target}: ${errorText(err)}`));
+      const confirmed = Promise.reject(
+        this.failure ?? new CliError(`cannot publish to ${this.target}: ${errorText(err)}`));
       // A failed batch stops at its first rejection; the others' outcomes are of no interest then.
       confirmed.catch(() => undefined);
       return { confirmed, writable: true };
