@@ -20,7 +20,7 @@ import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type 
 import type { Inbox } from './inbox/inbox.js';
 import { MemoryInbox } from './inbox/memory-inbox.js';
 import { RedisInbox } from './inbox/redis-inbox.js';
-import { AmqpQueue } from './ingest/amqp-queue.js';
+import { AmqpQueue } from './ingest/amqp/amqp-queue.js';
 import { registerNotificationRoute } from './ingest/http-route.js';
 import { MemoryQueue } from './ingest/memory-queue.js';
 import type { NotificationQueue } from './ingest/queue.js';

@@ -1,5 +1,6 @@
-import { connect, type ChannelModel, type ConfirmChannel, type Message } from 'amqplib';
-import { ENQUEUED_MS_HEADER } from '../ingest/amqp-queue.js';
+import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import { ConfirmPublisher, type PublishFailure } from '../ingest/amqp/confirm-publisher.js';
+import { enqueueProperties } from '../ingest/amqp/headers.js';
 import type { Outgoing, Sender } from './sender.js';
 import { orAfter, withTimeout } from '../util/timeout.js';
 import { CliError, errorText, redact } from './terminal.js';
@@ -22,9 +23,7 @@ const CLOSE_TIMEOUT_MS = 2000;
 export class AmqpSender implements Sender {
   readonly target: string;
   readonly batchSize = BATCH_SIZE;
-  private readonly returned = new Set<string>();
-  /** Settles every publish not confirmed yet, and every wait for 'drain'. */
-  private readonly pending = new Set<(err: Error | undefined) => void>();
+  private readonly publisher: ConfirmPublisher;
   private failure: CliError | undefined;
 
   private constructor(
@@ -34,10 +33,7 @@ export class AmqpSender implements Sender {
     url: string,
   ) {
     this.target = `queue '${queue}' on ${redact(url)}`;
-    channel.on('return', (msg: Message) => {
-      const id = msg.properties.messageId;
-      if (typeof id === 'string') this.returned.add(id);
-    });
+    this.publisher = new ConfirmPublisher(channel, { failure: (failure) => this.notTaken(failure) });
     channel.on('error', () => undefined);
     channel.on('close', () => this.fail(new CliError(`RabbitMQ closed the channel to ${this.target}`)));
     connection.on('error', () => undefined);
@@ -77,7 +73,7 @@ export class AmqpSender implements Sender {
       if (this.failure) throw this.failure;
       const { confirmed, writable } = this.publish(item);
       confirms.push(confirmed);
-      if (!writable) await this.drained();
+      if (!writable) await this.publisher.drained();
     }
     await withTimeout(Promise.all(confirms), CONFIRM_TIMEOUT_MS, () => new CliError(
       `RabbitMQ did not confirm within ${CONFIRM_TIMEOUT_MS / 1000} s (${this.target}); check the broker's health and alarms`));
@@ -95,60 +91,28 @@ export class AmqpSender implements Sender {
   }
 
   private publish(item: Outgoing): { confirmed: Promise<void>; writable: boolean } {
-    let settle!: (err: Error | undefined) => void;
-    const confirmed = new Promise<void>((resolve, reject) => {
-      settle = (err) => {
-        this.pending.delete(settle);
-        if (err) reject(err);
-        else resolve();
-      };
-    });
-    // A failed batch stops at its first rejection; the others' outcomes are of no interest then.
-    confirmed.catch(() => undefined);
-    this.pending.add(settle);
-    const enqueuedAt = Date.now();
-    let writable: boolean;
     try {
-      writable = this.channel.publish('', this.queue, Buffer.from(item.body), {
-        persistent: true,
-        contentType: 'application/json',
-        messageId: item.id,
-        // AMQP timestamps are whole seconds; the nodes read the exact time from the header.
-        timestamp: Math.floor(enqueuedAt / 1000),
-        headers: { [ENQUEUED_MS_HEADER]: enqueuedAt },
-        mandatory: true,
-      }, (err: unknown) => {
-        if (err) settle(new CliError(`RabbitMQ did not take notification ${item.id}: ${errorText(err)}`));
-        else if (this.returned.delete(item.id)) {
-          settle(new CliError(`RabbitMQ could not route notification ${item.id} to ${this.target} ` +
-            '(was the queue deleted?)'));
-        } else settle(undefined);
-      });
+      const { ok, confirmed } = this.publisher.publish('', this.queue, Buffer.from(item.body),
+        enqueueProperties({ messageId: item.id }));
+      return { confirmed, writable: ok };
     } catch (err) {
-      settle(this.failure ?? new CliError(`cannot publish to ${this.target}: ${errorText(err)}`));
-      writable = true;
+      const confirmed = Promise.reject(
+        this.failure ?? new CliError(`cannot publish to ${this.target}: ${errorText(err)}`));
+      // A failed batch stops at its first rejection; the others' outcomes are of no interest then.
+      confirmed.catch(() => undefined);
+      return { confirmed, writable: true };
     }
-    return { confirmed, writable };
   }
 
-  /** Waits until the channel's write buffer drained (amqplib's backpressure). */
-  private drained(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const settle = (err: Error | undefined) => {
-        this.pending.delete(settle);
-        this.channel.off('drain', onDrain);
-        if (err) reject(err);
-        else resolve();
-      };
-      const onDrain = () => settle(undefined);
-      this.pending.add(settle);
-      this.channel.once('drain', onDrain);
-    });
+  private notTaken({ reason, messageId, cause }: PublishFailure): CliError {
+    return reason === 'unroutable'
+      ? new CliError(`RabbitMQ could not route notification ${messageId} to ${this.target} (was the queue deleted?)`)
+      : new CliError(`RabbitMQ did not take notification ${messageId}: ${errorText(cause)}`);
   }
 
   private fail(err: CliError): void {
     this.failure ??= err;
-    for (const settle of [...this.pending]) settle(this.failure);
+    this.publisher.failAll(this.failure);
   }
 }
 

@@ -4,17 +4,12 @@ import { promisify } from 'node:util';
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AmqpQueue,
-  ERROR_DETAIL_HEADER,
-  ERROR_HEADER,
-  ORIGINAL_QUEUE_HEADER,
-  TopologyMismatchError,
-  type AmqpQueueOptions,
-} from '../../src/ingest/amqp-queue.js';
-import { QueueUnavailableError, type Delivery, type QueueMessage } from '../../src/ingest/queue.js';
-import { AMQP_URL, requireService, uniqueName } from '../support/services.js';
-import { describeQueue } from './queue.behaviour.js';
+import { AmqpQueue, type AmqpQueueOptions } from '../../../src/ingest/amqp/amqp-queue.js';
+import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER } from '../../../src/ingest/amqp/headers.js';
+import { TopologyMismatchError } from '../../../src/ingest/amqp/topology.js';
+import { QueueUnavailableError, type Delivery, type QueueMessage } from '../../../src/ingest/queue.js';
+import { AMQP_URL, requireService, uniqueName } from '../../support/services.js';
+import { describeQueue } from '../queue.behaviour.js';
 
 const run = promisify(execFile);
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
@@ -541,7 +536,8 @@ describe('AmqpQueue (RabbitMQ)', () => {
     const engine = await start(options());
     // A real memory or disk alarm would block every publisher on the broker, other tests' too, so this
     // test plays the broker's connection.blocked / unblocked notifications on the publish connection.
-    const publishConnection = (engine as unknown as { publisher: { connection: EventEmitter } }).publisher.connection;
+    const publishConnection =
+      (engine as unknown as { publishLink: { current: { connection: EventEmitter } } }).publishLink.current.connection;
     publishConnection.emit('blocked', 'low on memory');
     const error = await engine.publish([message('blocked')]).then(() => undefined, (err: unknown) => err);
     expect(error).toBeInstanceOf(QueueUnavailableError);
