@@ -12,7 +12,7 @@ export interface InboxEntry extends Envelope {
   expiresAt: number;
 }
 
-/** Reports what an inbox removed without being asked, so it is counted (SPEC §4). */
+/** Reports what an inbox removed without being asked, so it is counted (PROTOCOL §4). */
 export interface InboxEvents {
   expired(count: number): void;
   evicted(count: number): void;

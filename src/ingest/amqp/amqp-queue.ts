@@ -14,7 +14,7 @@ import { declareTopology, type TopologyOptions } from './topology.js';
 /** Retry-After while RabbitMQ blocks publishers (memory or disk alarm): alarms usually last a while. */
 const BLOCKED_RETRY_AFTER_S = 10;
 
-/** The `amqp` settings (SPEC §7), with the URL required, and what only this engine needs. */
+/** The `amqp` settings (PROTOCOL §7), with the URL required, and what only this engine needs. */
 export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'>, TopologyOptions {
   /** AMQP_URL; `?heartbeat=` and the vhost are honoured as amqplib parses them. */
   url: string;

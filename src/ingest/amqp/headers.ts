@@ -3,7 +3,7 @@ import type { QueueMessage } from '../queue.js';
 
 /** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
 export const SOURCE_HEADER = 'x-pushcenter-source';
-/** The reason a message was dead-lettered (SPEC §5), e.g. `not_json`. */
+/** The reason a message was dead-lettered (PROTOCOL §5), e.g. `not_json`. */
 export const ERROR_HEADER = 'x-pushcenter-error';
 export const ERROR_DETAIL_HEADER = 'x-pushcenter-error-detail';
 /** The queue a dead-lettered message was taken from. */

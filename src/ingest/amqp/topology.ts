@@ -1,7 +1,7 @@
 import type { Channel } from 'amqplib';
 import type { Config } from '../../config/config.js';
 
-/** What push-center declares (SPEC §7, the `amqp` settings), and the bounds of the dead-letter queue. */
+/** What push-center declares (PROTOCOL §7, the `amqp` settings), and the bounds of the dead-letter queue. */
 export interface TopologyOptions
   extends Pick<Config['amqp'], 'queue' | 'queueTtlMs' | 'queueType' | 'deadLetterQueue' | 'deadLetterExchange'> {
   /** The dead-letter queue keeps at most this many messages, dropping the oldest. Default 100000. */
