@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Cluster, ForwardHandler, ForwardOutcome } from '../../src/cluster/cluster.js';
+import type { ForwardHandler, ForwardOutcome } from '../../src/cluster/bus.js';
+import type { Cluster } from '../../src/cluster/cluster.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
 import type { Gateway, LocalOutcome } from '../../src/gateway/gateway.js';
