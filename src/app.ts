@@ -8,8 +8,9 @@ import type { NodeBus } from './cluster/bus.js';
 import { joinCluster } from './cluster/cluster.js';
 import type { SessionDirectory } from './cluster/directory.js';
 import { MemoryCluster } from './cluster/memory.js';
+import { RedisBus } from './cluster/redis-bus.js';
 import { connectRedis, duplicateForSubscriptions, guardPublishes, quitRedis } from './cluster/redis-client.js';
-import { RedisCluster } from './cluster/redis-cluster.js';
+import { RedisDirectory } from './cluster/redis-directory.js';
 import type { Config } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
@@ -34,7 +35,7 @@ export interface AppOverrides {
   logger?: Logger;
   queue?: NotificationQueue;
   inbox?: Inbox;
-  /** The node's session directory and bus, both or neither. */
+  /** The node's session directory and bus, both or neither (when built here, the bus starts first). */
   cluster?: NodeCluster;
   auth?: Authenticator;
 }
@@ -123,18 +124,21 @@ export class App {
       const forwardTimeoutMs = config.ackTimeoutMs + FORWARD_MARGIN_MS;
       let cluster = overrides.cluster;
       if (!cluster && client) {
-        const bus = await duplicateForSubscriptions(client, 'bus', logger);
-        redis.push(bus);
-        const redisCluster = new RedisCluster(client, bus, {
-          nodeId: config.nodeId,
-          keyPrefix: config.redis.keyPrefix,
+        // One subscriber connection for both parts: each listens to its own channels.
+        const subscriber = await duplicateForSubscriptions(client, 'bus', logger);
+        redis.push(subscriber);
+        const node = { nodeId: config.nodeId, keyPrefix: config.redis.keyPrefix, logger };
+        const bus = new RedisBus(client, subscriber, { ...node, forwardTimeoutMs });
+        built.push(bus);
+        await bus.start();
+        const directory = new RedisDirectory(client, subscriber, {
+          ...node,
           heartbeatMs: config.redis.heartbeatMs,
-          forwardTimeoutMs,
-          logger,
+          listening: () => bus.listening,
         });
-        built.push(redisCluster);
-        await redisCluster.start();
-        cluster = { directory: redisCluster, bus: redisCluster };
+        built.push(directory);
+        await directory.start();
+        cluster = { directory, bus };
       }
       if (!cluster) {
         // Embedded: a cluster of this one node.

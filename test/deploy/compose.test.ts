@@ -421,7 +421,7 @@ describe('Dockerfile', () => {
     const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
     expect(pkg.scripts.build).toContain('node scripts/copy-lua.mjs');
     const sources = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((path) => path.endsWith('.lua'));
-    expect(sources).toEqual(expect.arrayContaining([join('inbox', 'store.lua')]));
+    expect(sources).toEqual(expect.arrayContaining([join('cluster', 'delete-key-if-unchanged.lua'), join('inbox', 'store.lua')]));
     const out = mkdtempSync(join(tmpdir(), 'push-center-dist-'));
     try {
       const run = spawnSync(process.execPath, [join(ROOT, 'scripts/copy-lua.mjs'), join(ROOT, 'src'), out], { encoding: 'utf8' });
