@@ -4,10 +4,12 @@ import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
+import type { NodeBus } from './cluster/bus.js';
+import type { SessionDirectory } from './cluster/directory.js';
+import { MemoryCluster } from './cluster/memory.js';
+import { RedisBus } from './cluster/redis-bus.js';
 import { connectRedis, duplicateForSubscriptions, guardPublishes, quitRedis } from './cluster/redis-client.js';
-import { RedisCluster } from './cluster/redis-cluster.js';
-import type { Cluster } from './cluster/cluster.js';
-import { SingleNode } from './cluster/single-node.js';
+import { RedisDirectory } from './cluster/redis-directory.js';
 import type { Config } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
@@ -34,8 +36,15 @@ export interface AppOverrides {
   logger?: Logger;
   queue?: NotificationQueue;
   inbox?: Inbox;
-  cluster?: Cluster;
+  /** The node's session directory and bus, both or neither (when built here, the bus starts first). */
+  cluster?: NodeCluster;
   auth?: Authenticator;
+}
+
+/** A node's two cluster parts. */
+interface NodeCluster {
+  directory: SessionDirectory;
+  bus: NodeBus;
 }
 
 /** Everything a node is built from; `App.create` picks and connects them from the configuration. */
@@ -44,7 +53,7 @@ interface Parts {
   metrics: Metrics;
   queue: NotificationQueue;
   inbox: Inbox;
-  cluster: Cluster;
+  cluster: NodeCluster;
   auth: Authenticator;
   /** Redis connections this node opened (closed last). */
   redis: Redis[];
@@ -76,7 +85,8 @@ export class App {
   readonly metrics: Metrics;
   readonly queue: NotificationQueue;
   readonly inbox: Inbox;
-  readonly cluster: Cluster;
+  readonly directory: SessionDirectory;
+  readonly bus: NodeBus;
   readonly gateway: Gateway;
   readonly dispatcher: Dispatcher;
   readonly http: FastifyInstance;
@@ -114,22 +124,30 @@ export class App {
         }, inboxEvents(metrics))
         : new MemoryInbox({ maxPerSession: config.inboxMax }, inboxEvents(metrics)));
       if (!overrides.inbox) built.push(inbox);
+      const forwardTimeoutMs = config.ackTimeoutMs + FORWARD_MARGIN_MS;
       let cluster = overrides.cluster;
       if (!cluster && client) {
-        const bus = await duplicateForSubscriptions(client, 'bus', logger);
-        redis.push(bus);
-        const redisCluster = new RedisCluster(client, bus, {
-          nodeId: config.nodeId,
-          keyPrefix: config.redis.keyPrefix,
+        // One subscriber connection for both parts: each listens to its own channels.
+        const subscriber = await duplicateForSubscriptions(client, 'bus', logger);
+        redis.push(subscriber);
+        const node = { nodeId: config.nodeId, keyPrefix: config.redis.keyPrefix, logger };
+        const bus = new RedisBus(client, subscriber, { ...node, forwardTimeoutMs });
+        built.push(bus);
+        await bus.start();
+        const directory = new RedisDirectory(client, subscriber, {
+          ...node,
           heartbeatMs: config.redis.heartbeatMs,
-          forwardTimeoutMs: config.ackTimeoutMs + FORWARD_MARGIN_MS,
-          logger,
+          listening: () => bus.listening,
         });
-        built.push(redisCluster);
-        await redisCluster.start();
-        cluster = redisCluster;
+        built.push(directory);
+        await directory.start();
+        cluster = { directory, bus };
       }
-      cluster ??= new SingleNode(config.nodeId);
+      if (!cluster) {
+        // Embedded: a cluster of this one node.
+        const hub = new MemoryCluster({ forwardTimeoutMs, logger });
+        cluster = { directory: hub.directory(config.nodeId), bus: hub.bus(config.nodeId) };
+      }
       let adapter: AdapterFactory | undefined;
       if (client) {
         const subscriber = await duplicateForSubscriptions(client, 'adapter', logger);
@@ -181,7 +199,8 @@ export class App {
     this.metrics = metrics;
     this.queue = parts.queue;
     this.inbox = parts.inbox;
-    this.cluster = parts.cluster;
+    this.directory = parts.cluster.directory;
+    this.bus = parts.cluster.bus;
     this.redis = parts.redis;
     const parser = new NotificationParser(config.limits);
 
@@ -209,7 +228,7 @@ export class App {
         maxGroups: config.limits.maxGroups,
       },
       auth: parts.auth,
-      directory: this.cluster,
+      directory: this.directory,
       fastPath: parts.fastPath,
       inbox: this.inbox,
       metrics,
@@ -219,8 +238,8 @@ export class App {
       ackHoldMs: config.ackHoldMs,
       parser,
       sessions: this.gateway,
-      directory: this.cluster,
-      bus: this.cluster,
+      directory: this.directory,
+      bus: this.bus,
       inbox: this.inbox,
       metrics,
       logger: this.logger.child({ component: 'dispatch' }),
@@ -243,7 +262,7 @@ export class App {
       readiness: () => this.readiness(),
       maxIdLength: config.limits.maxIdLength,
       session: async (id) => {
-        const [presence, inbox] = await Promise.all([this.cluster.presence(id), this.inbox.size(id)]);
+        const [presence, inbox] = await Promise.all([this.directory.presence(id), this.inbox.size(id)]);
         return { online: presence.sockets > 0, sockets: presence.sockets, nodes: presence.nodes, inbox };
       },
     });
@@ -310,7 +329,8 @@ export class App {
     await new Promise<void>((resolve) => this.io.close(() => resolve()));
     await this.http.close();
     await this.queue.close();
-    await Promise.all([this.inbox.close(), this.cluster.close()]);
+    // The directory before the bus: other nodes stop forwarding here before nobody listens.
+    await Promise.all([this.inbox.close(), this.directory.close().then(() => this.bus.close())]);
     await Promise.all(this.redis.map(quitRedis));
     logger.info('stopped');
   }

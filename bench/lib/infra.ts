@@ -79,7 +79,7 @@ export async function deleteRedisKeys(prefix: string): Promise<number> {
 
 /**
  * Counts the messages push-center nodes forward to each other: subscribes to their node bus
- * (`<prefix>bus:<node>`, see src/cluster/redis-cluster.ts) and counts `deliver` frames. A pattern
+ * (`<prefix>bus:<node>`, see src/cluster/redis-keys.ts) and counts `deliver` frames. A pattern
  * subscription: it adds one receiver to each PUBLISH, which only matters for a node that is gone (not
  * the case here), and does not count in the nodes' NUMSUB check of their own channel.
  */

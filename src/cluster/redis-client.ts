@@ -7,7 +7,7 @@ import type { Logger } from '../observability/logger.js';
  * Opens an ioredis client for push-center's use of Redis and waits until it is ready.
  *
  * Commands fail at once while Redis is unreachable (no offline queue, one retry), so a dispatcher never
- * waits on a dead connection and nothing piles up in memory (FACTS: ioredis's offline queue is unbounded);
+ * waits on a dead connection and nothing piles up in memory (ioredis's offline queue is unbounded);
  * the client keeps reconnecting with capped, jittered back-off, and every error is logged, never thrown
  * at the process.
  */
@@ -61,7 +61,7 @@ export async function quitRedis(client: Redis): Promise<void> {
 
 /**
  * The socket.io Redis adapter publishes without awaiting; while Redis is down each publish rejects and,
- * unhandled, would kill the process (FACTS). This view of the client handles (logs) those rejections; the
+ * unhandled, would kill the process (a Node 20 unhandled rejection). This view of the client handles (logs) those rejections; the
  * dispatcher itself does not emit to groups while the cluster is disconnected.
  */
 export function guardPublishes(client: Redis, logger: Logger): Redis {
@@ -79,4 +79,72 @@ export function guardPublishes(client: Redis, logger: Logger): Redis {
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+}
+
+/** What a node's `RedisDirectory` and `RedisBus` both take; the same on both parts of a node. */
+export interface RedisNodeOptions {
+  /** This node's id (`NODE_ID`); unique among the running nodes, the bus's `start()` refuses a duplicate. */
+  nodeId: string;
+  /** Namespace of every key and channel, e.g. `pushcenter:`; the same on every node of a cluster. */
+  keyPrefix: string;
+  /** How long `start()` waits for both clients to be ready. Default 10 000 ms. */
+  startTimeoutMs?: number;
+  logger: Logger;
+}
+
+export const DEFAULT_START_TIMEOUT_MS = 10_000;
+
+/** Fails fast instead of queueing a command behind a connection that is down. */
+export function requireReady(client: Redis): void {
+  if (client.status !== 'ready') {
+    throw new Error(`Redis is unavailable (connection ${client.status}); the session directory and node bus cannot be used`);
+  }
+}
+
+/** A pipeline or transaction resolves even when single commands failed; turn the first failure into a rejection. */
+export function failOnCommandError(results: Array<[Error | null, unknown]> | null): void {
+  if (results === null) throw new Error('Redis discarded the transaction');
+  for (const [err] of results) if (err) throw err;
+}
+
+/**
+ * Hands `onMessage` what the subscriber receives, and logs the errors of both connections at debug level
+ * (the composition root logs them too), so an error event never goes unhandled whoever else listens.
+ * Returns what removes these listeners again.
+ */
+export function listenTo(redis: Redis, subscriber: Redis, logger: Logger, onMessage: (channel: string, message: string) => void): () => void {
+  const onCommandError = (err: Error): void => logger.debug({ err: err.message }, 'redis command connection error');
+  const onSubscriberError = (err: Error): void => logger.debug({ err: err.message }, 'redis subscriber connection error');
+  redis.on('error', onCommandError);
+  subscriber.on('error', onSubscriberError);
+  subscriber.on('message', onMessage);
+  return () => {
+    redis.off('error', onCommandError);
+    subscriber.off('error', onSubscriberError);
+    subscriber.off('message', onMessage);
+  };
+}
+
+/** Resolves when both clients are ready; rejects when one was closed or did not get ready in time. */
+export async function clientsReady(redis: Redis, subscriber: Redis, timeoutMs: number): Promise<void> {
+  await Promise.all([whenReady(redis, 'command', timeoutMs), whenReady(subscriber, 'subscriber', timeoutMs)]);
+}
+
+function whenReady(client: Redis, name: string, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  if (client.status === 'end' || client.status === 'wait') {
+    return Promise.reject(new Error(`the ${name} Redis client is not connecting (status ${client.status}); connect it before start()`));
+  }
+  let stopWaiting = (): void => {};
+  const ready = new Promise<void>((resolve, reject) => {
+    const onReady = (): void => resolve();
+    const onEnd = (): void => reject(new Error(`the ${name} Redis client was closed before it got ready`));
+    client.on('ready', onReady);
+    client.on('end', onEnd);
+    stopWaiting = () => {
+      client.off('ready', onReady);
+      client.off('end', onEnd);
+    };
+  });
+  return withTimeout(ready, timeoutMs, () => new Error(`the ${name} Redis client was not ready within ${timeoutMs} ms`)).finally(stopWaiting);
 }

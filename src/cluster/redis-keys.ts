@@ -8,3 +8,32 @@
 export function escapeKeyPart(id: string): string {
   return id.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
+
+/*
+ * The cluster's keys and channels (`<enc>` is an id escaped by `escapeKeyPart`, so any id is safe in a key
+ * or channel):
+ *
+ *   <prefix>node:<enc nodeId>       STRING  the node's incarnation (random per start), PX = nodeTtlMs
+ *   <prefix>session:<enc session>   HASH    nodeId -> "<sockets>:<incarnation>", PX = directoryTtlMs
+ *   <prefix>directory               channel session ids whose entries changed (`RedisDirectory`)
+ *   <prefix>bus:<enc nodeId>        channel the frames addressed to that node (`RedisBus`)
+ */
+export class ClusterNames {
+  readonly directoryChannel: string;
+
+  constructor(private readonly prefix: string) {
+    this.directoryChannel = `${prefix}directory`;
+  }
+
+  nodeKey(nodeId: string): string {
+    return `${this.prefix}node:${escapeKeyPart(nodeId)}`;
+  }
+
+  sessionKey(sessionId: string): string {
+    return `${this.prefix}session:${escapeKeyPart(sessionId)}`;
+  }
+
+  busChannel(nodeId: string): string {
+    return `${this.prefix}bus:${escapeKeyPart(nodeId)}`;
+  }
+}

@@ -1,4 +1,5 @@
-import type { Cluster, ForwardOutcome } from '../cluster/cluster.js';
+import type { ForwardOutcome, NodeBus } from '../cluster/bus.js';
+import type { SessionDirectory } from '../cluster/directory.js';
 import type { Inbox } from '../inbox/inbox.js';
 import type { Delivery } from '../ingest/queue.js';
 import type { NotificationParser } from '../notification/parse.js';
@@ -15,9 +16,9 @@ export interface DispatcherDeps {
   /** This node's sockets. */
   sessions: LocalSessions;
   /** Which other nodes hold a session's sockets. */
-  directory: Pick<Cluster, 'remoteNodes' | 'knownRemoteNodes'>;
+  directory: SessionDirectory;
   /** How messages reach other nodes (also: whether groups can reach them now). */
-  bus: Pick<Cluster, 'connected' | 'forward' | 'onForward' | 'requestReplay' | 'onReplay'>;
+  bus: NodeBus;
   inbox: Inbox;
   metrics: Metrics;
   logger: Logger;

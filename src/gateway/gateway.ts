@@ -1,4 +1,4 @@
-import type { Cluster } from '../cluster/cluster.js';
+import type { SessionDirectory } from '../cluster/directory.js';
 import type { LocalOutcome, LocalSessions } from '../dispatch/local-sessions.js';
 import type { Envelope } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
@@ -40,7 +40,7 @@ export class Gateway implements LocalSessions {
     private readonly deps: Omit<ConnectionDeps, 'options'> & {
       options: GatewayOptions;
       auth: Authenticator;
-      directory: Pick<Cluster, 'setLocalSockets'>;
+      directory: Pick<SessionDirectory, 'setLocalSockets'>;
     },
   ) {
     const { options, metrics, logger } = deps;

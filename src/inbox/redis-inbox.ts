@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { escapeKeyPart } from '../cluster/redis-keys.js';
+import { LuaScript } from '../util/lua-script.js';
 import type { Inbox, InboxEntry, InboxEvents } from './inbox.js';
 
 export interface RedisInboxOptions {
@@ -40,113 +40,19 @@ export interface RedisInboxOptions {
  *   <prefix>{inbox:<enc>}:data    HASH  id -> the entry as JSON
  *
  * The `{inbox:<enc>}` hash tag puts the three keys of a session in one Redis Cluster slot, which the
- * scripts below need; it is never empty, even for an empty session id. The next position is the last
+ * scripts need; it is never empty, even for an empty session id. The next position is the last
  * one plus one, so no counter key is needed: positions only have to grow while the session has entries.
  * Every store sets one absolute expiry time on all three keys: the latest `expiresAt` in the session
  * plus a grace period. Redis deletes an abandoned inbox by itself, and all three keys go at once.
  *
- * Every operation is one Lua script, so nodes touching the same session at once see each store+evict,
- * read+expire and remove as one step: the bound holds and nothing is counted twice.
+ * Every operation is one Lua script (`store.lua`, `read.lua`, `remove.lua` beside this file), so nodes
+ * touching the same session at once see each store+evict, read+expire and remove as one step: the bound
+ * holds and nothing is counted twice.
  */
 
-/** KEYS: order, expiry, data. ARGV: id, entry JSON, expiresAt, maxPerSession, now, grace ms. Returns evicted. */
-const STORE_SCRIPT = `
-local order, expiry, data = KEYS[1], KEYS[2], KEYS[3]
-local id = ARGV[1]
-if redis.call('ZSCORE', order, id) then
-  return 0
-end
-local last = redis.call('ZRANGE', order, -1, -1, 'WITHSCORES')
-local position = 1
-if last[2] then
-  position = tonumber(last[2]) + 1
-end
-redis.call('ZADD', order, string.format('%.0f', position), id)
-redis.call('ZADD', expiry, ARGV[3], id)
-redis.call('HSET', data, id, ARGV[2])
-
-local evicted = 0
-local excess = redis.call('ZCARD', order) - tonumber(ARGV[4])
-if excess > 0 then
-  local oldest = redis.call('ZRANGE', order, 0, excess - 1)
-  for _, victim in ipairs(oldest) do
-    redis.call('ZREM', expiry, victim)
-    redis.call('HDEL', data, victim)
-  end
-  redis.call('ZREMRANGEBYRANK', order, 0, excess - 1)
-  evicted = #oldest
-end
-
-local latest = redis.call('ZRANGE', expiry, -1, -1, 'WITHSCORES')
-if latest[2] then
-  local ttl = math.max(tonumber(latest[2]) - tonumber(ARGV[5]), 0) + tonumber(ARGV[6])
-  local time = redis.call('TIME')
-  local redisNow = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local at = string.format('%.0f', redisNow + math.ceil(ttl))
-  redis.call('PEXPIREAT', order, at)
-  redis.call('PEXPIREAT', expiry, at)
-  redis.call('PEXPIREAT', data, at)
-end
-return evicted
-`;
-
-/** KEYS: order, expiry, data. ARGV: now, count. Returns { expired, entry JSONs oldest first }. */
-const READ_SCRIPT = `
-local order, expiry, data = KEYS[1], KEYS[2], KEYS[3]
-local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', ARGV[1])
-if #expired > 0 then
-  for _, id in ipairs(expired) do
-    redis.call('ZREM', order, id)
-    redis.call('HDEL', data, id)
-  end
-  redis.call('ZREMRANGEBYSCORE', expiry, '-inf', ARGV[1])
-end
-
-local entries = {}
-local count = tonumber(ARGV[2])
-if count > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', order, 0, count - 1)) do
-    local entry = redis.call('HGET', data, id)
-    if entry then
-      entries[#entries + 1] = entry
-    end
-  end
-end
-return { #expired, entries }
-`;
-
-/** KEYS: order, expiry, data. ARGV: id. Returns 1 if it was there. */
-const REMOVE_SCRIPT = `
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
-  return 0
-end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-return 1
-`;
-
-/** A Lua script run by its SHA1 (EVALSHA), sent in full only when Redis does not have it cached. */
-class LuaScript {
-  private readonly sha: string;
-
-  constructor(private readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (err) {
-      // Redis restarted, failed over or ran SCRIPT FLUSH: EVAL runs the script and caches it again.
-      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
-      return redis.eval(this.source, keys.length, ...keys, ...args);
-    }
-  }
-}
-
-const storeScript = new LuaScript(STORE_SCRIPT);
-const readScript = new LuaScript(READ_SCRIPT);
-const removeScript = new LuaScript(REMOVE_SCRIPT);
+const storeScript = LuaScript.load(new URL('./store.lua', import.meta.url));
+const readScript = LuaScript.load(new URL('./read.lua', import.meta.url));
+const removeScript = LuaScript.load(new URL('./remove.lua', import.meta.url));
 
 /** The three keys of one session (see the layout above). */
 interface SessionKeys {

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -416,6 +417,23 @@ describe('Dockerfile', () => {
     expect(existsSync(join(ROOT, 'src/main.ts'))).toBe(true);
   });
 
+  it('has `npm run build` copy the Lua scripts into dist/ beside the modules that load them', () => {
+    const pkg = JSON.parse(read('package.json')) as { scripts: Record<string, string> };
+    expect(pkg.scripts.build).toContain('node scripts/copy-lua.mjs');
+    const sources = readdirSync(join(ROOT, 'src'), { recursive: true, encoding: 'utf8' }).filter((path) => path.endsWith('.lua'));
+    expect(sources).toEqual(expect.arrayContaining([join('cluster', 'delete-key-if-unchanged.lua'), join('inbox', 'store.lua')]));
+    const out = mkdtempSync(join(tmpdir(), 'push-center-dist-'));
+    try {
+      const run = spawnSync(process.execPath, [join(ROOT, 'scripts/copy-lua.mjs'), join(ROOT, 'src'), out], { encoding: 'utf8' });
+      expect(run.status, run.stderr).toBe(0);
+      for (const path of sources) expect(readFileSync(join(out, path), 'utf8'), path).toBe(read(join('src', path)));
+      const copied = readdirSync(out, { recursive: true, encoding: 'utf8' }).filter((path) => statSync(join(out, path)).isFile());
+      expect(copied.sort()).toEqual([...sources].sort());
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+
   it('runs as a user other than root, exposes 3000 and checks /healthz with node', () => {
     const user = finalStage.filter((i) => i.keyword === 'USER').at(-1)?.args;
     expect(user).toBeDefined();
@@ -445,7 +463,8 @@ describe('Dockerfile', () => {
     for (const path of ['node_modules', 'node_modules/x/index.js', 'dist/main.js', '.git/HEAD', 'coverage/x', 'bench/results/x.json']) {
       expect(dockerIgnores(path, dockerignore), path).toBe(true);
     }
-    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src/main.ts', 'config/default.json']) {
+    for (const path of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'src/main.ts', 'src/inbox/store.lua',
+      'scripts/copy-lua.mjs', 'config/default.json']) {
       expect(dockerIgnores(path, dockerignore), path).toBe(false);
     }
   });

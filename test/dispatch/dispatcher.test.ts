@@ -1,6 +1,8 @@
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Cluster, ForwardHandler, ForwardOutcome } from '../../src/cluster/cluster.js';
+import type { ForwardHandler, ForwardOutcome } from '../../src/cluster/bus.js';
+import type { NodeBus } from '../../src/cluster/bus.js';
+import type { SessionDirectory } from '../../src/cluster/directory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
 import type { LocalOutcome, LocalSessions } from '../../src/dispatch/local-sessions.js';
@@ -44,7 +46,7 @@ class FakeSessions implements LocalSessions {
 }
 
 /** Other nodes, scripted: which node holds which session and what it answers. */
-class FakeCluster implements Cluster {
+class FakeCluster implements SessionDirectory, NodeBus {
   readonly nodeId = 'here';
   connected = true;
   owners = new Map<string, string[]>();
