@@ -338,15 +338,24 @@ export class App {
 
 /** The parts of the socket fast path to use, logged: none with SOCKET_FAST_PATH=off, else what the probe saw work. */
 async function fastPathFor(config: Config, logger: Logger): Promise<FastPathParts> {
-  if (!config.socket.fastPath) {
+  const wanted = config.socket.fastPath;
+  if (!Object.values(wanted).some(Boolean)) {
     logger.info('socket fast path off (SOCKET_FAST_PATH=off): socket.io writes and reads every packet');
     return FAST_PATH_OFF;
   }
-  const { parts, mismatches } = await probeFastPath();
+  const probed = await probeFastPath();
+  const { mismatches } = probed;
+  const parts: FastPathParts = {
+    eventWriter: wanted.event_writer && probed.parts.eventWriter,
+    groupWriter: wanted.group_writer && probed.parts.groupWriter,
+    ackReader: wanted.ack_reader && probed.parts.ackReader,
+  };
   if (mismatches.length > 0) {
     logger.warn({ mismatches }, 'socket fast path off: the installed socket.io stack is not the version it was tested with');
   } else if (Object.values(parts).every(Boolean)) {
     logger.info(parts, 'socket fast path on (SOCKET_FAST_PATH=off turns it off)');
+  } else if (probed.parts.eventWriter && probed.parts.groupWriter && probed.parts.ackReader) {
+    logger.info(parts, 'socket fast path: only the parts SOCKET_FAST_PATH lists are on');
   } else {
     logger.warn(parts, 'socket fast path: the parts that did not work with the installed socket.io, engine.io and ws are off');
   }

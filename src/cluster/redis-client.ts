@@ -61,8 +61,8 @@ export async function quitRedis(client: Redis): Promise<void> {
 
 /**
  * The socket.io Redis adapter publishes without awaiting; while Redis is down each publish rejects and,
- * unhandled, would kill the process (a Node 20 unhandled rejection). This view of the client handles (logs) those rejections; the
- * dispatcher itself does not emit to groups while the cluster is disconnected.
+ * unhandled, would end the Node 20 process. This view of the client handles (logs) those rejections;
+ * the dispatcher itself does not emit to groups while the cluster is disconnected.
  */
 export function guardPublishes(client: Redis, logger: Logger): Redis {
   const log = logger.child({ component: 'redis', connection: 'adapter' });

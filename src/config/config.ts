@@ -70,10 +70,11 @@ export interface Config {
     /** Packets waiting in a socket's write buffer before volatile messages to it are dropped. */
     maxBuffered: number;
     /**
-     * The socket fast path (single-frame writes, acks read off the WebSocket), which relies on the
-     * pinned socket.io, engine.io and ws internals: `on` uses the parts the start-up probe saw work.
+     * The parts of the socket fast path (single-frame writes, acks read off the WebSocket, which rely on
+     * the pinned socket.io, engine.io and ws internals) to use where the start-up probe saw them work:
+     * `SOCKET_FAST_PATH` is `on` (all), `off` (none) or a list of parts.
      */
-    fastPath: boolean;
+    fastPath: FastPathSetting;
   };
   embeddedQueueMax: number;
   shutdownTimeoutMs: number;
@@ -82,6 +83,9 @@ export interface Config {
     heapBytes: number;
   };
 }
+
+export const FAST_PATH_PARTS = ['event_writer', 'group_writer', 'ack_reader'] as const;
+export type FastPathSetting = Record<(typeof FAST_PATH_PARTS)[number], boolean>;
 
 export interface NotificationLimits {
   maxMessageBytes: number;
@@ -189,6 +193,16 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     return mb * 1024 * 1024;
   };
 
+  const fastPathSetting = (): FastPathSetting => {
+    const text = raw('SOCKET_FAST_PATH') ?? 'on';
+    const parts = text === 'on' ? [...FAST_PATH_PARTS] : text === 'off' ? [] : list('SOCKET_FAST_PATH');
+    const unknown = parts.filter((part) => !(FAST_PATH_PARTS as readonly string[]).includes(part));
+    if (unknown.length > 0) {
+      problems.push(`SOCKET_FAST_PATH=${JSON.stringify(text)}: must be on, off or a list of ${FAST_PATH_PARTS.join(', ')}`);
+    }
+    return Object.fromEntries(FAST_PATH_PARTS.map((part) => [part, parts.includes(part)])) as FastPathSetting;
+  };
+
   const nodeEnv = raw('NODE_ENV') ?? 'development';
   const ackTimeoutMs = int('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
@@ -281,7 +295,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       maxFrameBytes: int('SOCKET_MAX_FRAME_BYTES', 16_384, 1024, 16 * 1024 * 1024),
       maxPending: int('SOCKET_MAX_PENDING', 100, 1, 100_000),
       maxBuffered: int('SOCKET_MAX_BUFFERED', 1000, 1, 1_000_000),
-      fastPath: oneOf('SOCKET_FAST_PATH', 'on', ['on', 'off'] as const) === 'on',
+      fastPath: fastPathSetting(),
     },
     embeddedQueueMax: int('EMBEDDED_QUEUE_MAX', 100_000, 1, 10_000_000),
     shutdownTimeoutMs: int('SHUTDOWN_TIMEOUT_MS', 10_000, 0, 600_000),

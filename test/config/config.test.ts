@@ -29,10 +29,14 @@ describe('configuration', () => {
     expect(config.nodeId).toMatch(/^[A-Za-z0-9_.:-]+$/);
   });
 
-  it('uses the socket fast path unless SOCKET_FAST_PATH=off, and refuses any other value', () => {
-    expect(loadConfig({}).socket.fastPath).toBe(true);
-    expect(loadConfig({ SOCKET_FAST_PATH: 'off' }).socket.fastPath).toBe(false);
-    expect(problems({ SOCKET_FAST_PATH: 'fast' })).toEqual(['SOCKET_FAST_PATH="fast": must be one of on, off']);
+  it('uses every part of the socket fast path unless SOCKET_FAST_PATH says off or lists the parts', () => {
+    expect(loadConfig({}).socket.fastPath).toEqual({ event_writer: true, group_writer: true, ack_reader: true });
+    expect(loadConfig({ SOCKET_FAST_PATH: 'off' }).socket.fastPath).toEqual({ event_writer: false, group_writer: false, ack_reader: false });
+    expect(loadConfig({ SOCKET_FAST_PATH: 'event_writer, ack_reader' }).socket.fastPath)
+      .toEqual({ event_writer: true, group_writer: false, ack_reader: true });
+    expect(problems({ SOCKET_FAST_PATH: 'fast' })).toEqual([
+      'SOCKET_FAST_PATH="fast": must be on, off or a list of event_writer, group_writer, ack_reader',
+    ]);
   });
 
   it('reads its defaults from config/default.json', () => {

@@ -20,6 +20,14 @@ describe('the fast path probe', () => {
     for (const part of PARTS) expect(await metric(node.url, 'pushcenter_fast_path', { part })).toBe(1);
   });
 
+  it('is 0 for a part SOCKET_FAST_PATH leaves out', async () => {
+    node = await startNode({ SOCKET_FAST_PATH: 'event_writer,ack_reader' });
+    expect(await metric(node.url, 'pushcenter_fast_path', { part: 'event_writer' })).toBe(1);
+    expect(await metric(node.url, 'pushcenter_fast_path', { part: 'ack_reader' })).toBe(1);
+    const text = await (await fetch(`${node.url}/metrics`)).text();
+    expect(text).toContain('pushcenter_fast_path{part="group_writer"} 0');
+  });
+
   it('is all 0 with SOCKET_FAST_PATH=off', async () => {
     node = await startNode({ SOCKET_FAST_PATH: 'off' });
     const text = await (await fetch(`${node.url}/metrics`)).text();
