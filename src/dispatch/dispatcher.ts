@@ -7,7 +7,7 @@ import { toEnvelope, type Envelope, type Notification } from '../notification/sc
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import { DeadlineList, type Timed } from '../util/deadline-list.js';
-import type { LocalSessions } from './local-sessions.js';
+import type { LocalOutcome, LocalSessions } from './local-sessions.js';
 
 export interface DispatcherDeps {
   /** How long a reliable message may hold its broker slot waiting for a client ack (see config). */
@@ -111,9 +111,10 @@ export class Dispatcher {
   constructor(private readonly deps: DispatcherDeps) {
     this.holds = new DeadlineList(deps.ackHoldMs, (attempt) => this.holdTimePassed(attempt));
     deps.bus.onForward((sessionId, notification) => new Promise<ForwardOutcome>((resolve) => {
-      deps.sessions.offer(sessionId, toEnvelope(notification), (local) => {
-        resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
-      });
+      const envelope = toEnvelope(notification);
+      const answer = (local: LocalOutcome): void => resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
+      if (notification.reliable) deps.sessions.offer(sessionId, envelope, answer);
+      else answer(deps.sessions.send(sessionId, envelope));
     }));
     deps.bus.onReplay((sessionId) => deps.sessions.replay(sessionId));
   }
@@ -230,18 +231,16 @@ export class Dispatcher {
   }
 
   private volatileToSession(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
-    this.deps.sessions.offer(sessionId, envelope, (local) => {
-      const delivered = local === 'delivered';
-      const known = this.deps.directory.knownRemoteNodes(sessionId);
-      if (known) {
-        this.volatileForwarded(sessionId, n, delivered, known, routing);
-        return;
-      }
-      this.remoteNodes(sessionId).then(
-        (remotes) => this.volatileForwarded(sessionId, n, delivered, remotes, routing),
-        (err: unknown) => routing.fail(err),
-      );
-    });
+    const delivered = this.deps.sessions.send(sessionId, envelope) === 'delivered';
+    const known = this.deps.directory.knownRemoteNodes(sessionId);
+    if (known) {
+      this.volatileForwarded(sessionId, n, delivered, known, routing);
+      return;
+    }
+    this.remoteNodes(sessionId).then(
+      (remotes) => this.volatileForwarded(sessionId, n, delivered, remotes, routing),
+      (err: unknown) => routing.fail(err),
+    );
   }
 
   private volatileForwarded(sessionId: string, n: Notification, delivered: boolean, remotes: readonly string[], routing: Routing): void {

@@ -15,12 +15,17 @@ export type LocalOutcome = 'delivered' | 'not_delivered' | 'behind' | 'no_socket
  */
 export interface LocalSessions {
   /**
-   * Offers the envelope to this node's sockets of the session that can take it now. Reliable: emitted
-   * with an ack to each; `done('delivered')` at the first ack, `done('not_delivered')` once every one
-   * timed out. Volatile: emitted to each, `done` at once. `done` is called exactly once, synchronously
-   * when there is nothing to wait for (volatile, no sockets, all behind).
+   * Offers a reliable envelope to this node's sockets of the session that can take it now, with an ack
+   * asked of each: `done('delivered')` at the first ack, `done('not_delivered')` once every one timed
+   * out. `done` is called exactly once, synchronously when there is nothing to wait for (no sockets,
+   * all behind).
    */
   offer(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void;
+  /**
+   * Emits a volatile envelope to this node's sockets of the session that can take it now, without an
+   * ack: `delivered` when at least one took it.
+   */
+  send(sessionId: string, envelope: Envelope): Exclude<LocalOutcome, 'not_delivered'>;
   /** Sockets of the session on this node. */
   sockets(sessionId: string): number;
   /** Offers the session's inbox to its sockets on this node, oldest first (see `Connection.replay`). */

@@ -78,33 +78,9 @@ export class Gateway implements LocalSessions {
   }
 
   offer(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
-    const connections = this.sessions.get(sessionId);
-    if (!connections || connections.size === 0) {
-      done('no_sockets');
-      return;
-    }
-    let ready: Connection | Connection[] | undefined;
-    let readyCount = 0;
-    for (const connection of connections) {
-      if (!connection.canTake(envelope.reliable)) continue;
-      // One socket per session is the common case: no array for it.
-      if (ready === undefined) ready = connection;
-      else if (Array.isArray(ready)) ready.push(connection);
-      else ready = [ready, connection];
-      readyCount += 1;
-    }
-    if (readyCount < connections.size) {
-      // A slow socket: its reliable messages go to the inbox, volatile ones are dropped (both counted).
-      this.deps.metrics.backpressureEvents.inc({ reason: 'slow_socket' }, connections.size - readyCount);
-    }
-    if (ready === undefined) {
-      done('behind');
-      return;
-    }
-    if (!envelope.reliable) {
-      if (Array.isArray(ready)) for (const connection of ready) connection.send(envelope);
-      else ready.send(envelope);
-      done('delivered');
+    const ready = this.ready(sessionId, true);
+    if (typeof ready === 'string') {
+      done(ready);
       return;
     }
     if (!Array.isArray(ready)) {
@@ -121,6 +97,37 @@ export class Gateway implements LocalSessions {
         done(acked ? 'delivered' : 'not_delivered');
       });
     }
+  }
+
+  send(sessionId: string, envelope: Envelope): 'delivered' | 'behind' | 'no_sockets' {
+    const ready = this.ready(sessionId, false);
+    if (typeof ready === 'string') return ready;
+    if (Array.isArray(ready)) for (const connection of ready) connection.send(envelope);
+    else ready.send(envelope);
+    return 'delivered';
+  }
+
+  /**
+   * The session's connections that can take a message now (one, or several), or why there are none. A
+   * slow socket is counted: its reliable messages go to the inbox, volatile ones are dropped.
+   */
+  private ready(sessionId: string, reliable: boolean): Connection | Connection[] | 'no_sockets' | 'behind' {
+    const connections = this.sessions.get(sessionId);
+    if (!connections || connections.size === 0) return 'no_sockets';
+    let ready: Connection | Connection[] | undefined;
+    let readyCount = 0;
+    for (const connection of connections) {
+      if (!connection.canTake(reliable)) continue;
+      // One socket per session is the common case: no array for it.
+      if (ready === undefined) ready = connection;
+      else if (Array.isArray(ready)) ready.push(connection);
+      else ready = [ready, connection];
+      readyCount += 1;
+    }
+    if (readyCount < connections.size) {
+      this.deps.metrics.backpressureEvents.inc({ reason: 'slow_socket' }, connections.size - readyCount);
+    }
+    return ready ?? 'behind';
   }
 
   replay(sessionId: string): void {

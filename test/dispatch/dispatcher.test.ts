@@ -31,6 +31,13 @@ class FakeSessions implements LocalSessions {
     if (delay) setTimeout(() => done(outcome), delay);
     else done(outcome);
   }
+  send(sessionId: string, envelope: Envelope): 'delivered' | 'behind' | 'no_sockets' {
+    if (this.throwing.has(sessionId)) throw new Error(`socket of ${sessionId} threw`);
+    const outcome = this.answers.get(sessionId) ?? 'no_sockets';
+    if (outcome === 'no_sockets' || outcome === 'behind') return outcome;
+    this.emitted.push({ to: `session:${sessionId}`, envelope });
+    return 'delivered';
+  }
   emitToGroup(group: string, envelope: Envelope): void {
     this.emitted.push({ to: `group:${group}`, envelope });
   }
