@@ -22,7 +22,7 @@ import { basename, dirname, join } from 'node:path';
 export const FAST_PATH_TESTED_VERSIONS = Object.freeze({
   'socket.io': '4.8.4',
   'engine.io': '6.6.12',
-  ws: '8.23.0',
+  ws: '8.21.3',
   'socket.io-parser': '4.2.7',
   'socket.io-adapter': '2.5.8',
 } as const);
