@@ -10,11 +10,11 @@ import { MemoryCluster } from './cluster/memory.js';
 import { RedisBus } from './cluster/redis-bus.js';
 import { connectRedis, duplicateForSubscriptions, guardPublishes, quitRedis } from './cluster/redis-client.js';
 import { RedisDirectory } from './cluster/redis-directory.js';
-import type { Config } from './config/config.js';
+import { FAST_PATH_PART_NAMES, type Config, type FastPathParts } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { openAccess, type Authenticator } from './gateway/auth.js';
-import { FAST_PATH_OFF, probeFastPath, type FastPathParts } from './gateway/fast-path/probe.js';
+import { FAST_PATH_OFF, probeFastPath } from './gateway/fast-path/probe.js';
 import { Gateway } from './gateway/gateway.js';
 import type { PushServer } from './gateway/protocol.js';
 import { JwtAuthenticator } from './gateway/jwt-auth.js';
@@ -179,9 +179,9 @@ export class App {
         version: PACKAGE_VERSION,
       });
       const fastPath = await fastPathFor(config, logger);
-      metrics.fastPath.set({ part: 'event_writer' }, fastPath.eventWriter ? 1 : 0);
-      metrics.fastPath.set({ part: 'group_writer' }, fastPath.groupWriter ? 1 : 0);
-      metrics.fastPath.set({ part: 'ack_reader' }, fastPath.ackReader ? 1 : 0);
+      for (const [part, name] of Object.entries(FAST_PATH_PART_NAMES) as Array<[keyof FastPathParts, string]>) {
+        metrics.fastPath.set({ part: name }, fastPath[part] ? 1 : 0);
+      }
       return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http, fastPath });
     } catch (err) {
       for (const part of built.reverse()) {
@@ -346,9 +346,9 @@ async function fastPathFor(config: Config, logger: Logger): Promise<FastPathPart
   const probed = await probeFastPath();
   const { mismatches } = probed;
   const parts: FastPathParts = {
-    eventWriter: wanted.event_writer && probed.parts.eventWriter,
-    groupWriter: wanted.group_writer && probed.parts.groupWriter,
-    ackReader: wanted.ack_reader && probed.parts.ackReader,
+    eventWriter: wanted.eventWriter && probed.parts.eventWriter,
+    groupWriter: wanted.groupWriter && probed.parts.groupWriter,
+    ackReader: wanted.ackReader && probed.parts.ackReader,
   };
   if (mismatches.length > 0) {
     logger.warn({ mismatches }, 'socket fast path off: the installed socket.io stack is not the version it was tested with');

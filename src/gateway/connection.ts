@@ -6,7 +6,7 @@ import type { Metrics } from '../observability/metrics.js';
 import { DeadlineList, type Timed } from '../util/deadline-list.js';
 import { readAcksDirectly } from './fast-path/ack-reader.js';
 import { nextAckId, socketIoAcks, supportsDirectWrite, writeEvent, writeSocketIoPacketsDirectly } from './fast-path/packet-writer.js';
-import type { FastPathParts } from './fast-path/probe.js';
+import type { FastPathParts } from '../config/config.js';
 import { TOKEN_EXPIRED_EVENT, type PushSocket, type TokenExpired } from './protocol.js';
 
 export interface ConnectionOptions {
@@ -74,10 +74,6 @@ export class Connection {
       // A client that starts on long-polling gets the reader once it has upgraded to a websocket.
       socket.conn.once('upgrade', () => this.readAcks());
     }
-  }
-
-  get connected(): boolean {
-    return this.socket.connected;
   }
 
   /** Reliable emits waiting for their ack. */

@@ -30,10 +30,10 @@ describe('configuration', () => {
   });
 
   it('uses every part of the socket fast path unless SOCKET_FAST_PATH says off or lists the parts', () => {
-    expect(loadConfig({}).socket.fastPath).toEqual({ event_writer: true, group_writer: true, ack_reader: true });
-    expect(loadConfig({ SOCKET_FAST_PATH: 'off' }).socket.fastPath).toEqual({ event_writer: false, group_writer: false, ack_reader: false });
+    expect(loadConfig({}).socket.fastPath).toEqual({ eventWriter: true, groupWriter: true, ackReader: true });
+    expect(loadConfig({ SOCKET_FAST_PATH: 'off' }).socket.fastPath).toEqual({ eventWriter: false, groupWriter: false, ackReader: false });
     expect(loadConfig({ SOCKET_FAST_PATH: 'event_writer, ack_reader' }).socket.fastPath)
-      .toEqual({ event_writer: true, group_writer: false, ack_reader: true });
+      .toEqual({ eventWriter: true, groupWriter: false, ackReader: true });
     expect(problems({ SOCKET_FAST_PATH: 'fast' })).toEqual([
       'SOCKET_FAST_PATH="fast": must be on, off or a list of event_writer, group_writer, ack_reader',
     ]);

@@ -1,7 +1,8 @@
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Connection, type ConnectionOptions } from '../../src/gateway/connection.js';
-import { FAST_PATH_OFF, type FastPathParts } from '../../src/gateway/fast-path/probe.js';
+import type { FastPathParts } from '../../src/config/config.js';
+import { FAST_PATH_OFF } from '../../src/gateway/fast-path/probe.js';
 import type { PushSocket } from '../../src/gateway/protocol.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
 import type { Envelope } from '../../src/notification/schema.js';

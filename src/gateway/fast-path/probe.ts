@@ -2,22 +2,11 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Server, type Socket } from 'socket.io';
 import { io as connectClient } from 'socket.io-client';
+import type { FastPathParts } from '../../config/config.js';
 import { orAfter } from '../../util/timeout.js';
 import { readAcksDirectly } from './ack-reader.js';
 import { nextAckId, supportsDirectWrite, writeEvent, writeSocketIoPacketsDirectly } from './packet-writer.js';
 import { describeMismatch, fastPathVersionMismatches } from './tested-versions.js';
-
-/** The parts of the socket fast path, each used only where the probe saw it work. */
-export interface FastPathParts {
-  /** Envelopes written as single frames (packet-writer.ts `writeEvent`). */
-  eventWriter: boolean;
-  /** socket.io's own packets (group and broadcast emits) written as single frames. */
-  groupWriter: boolean;
-  /** Clients' acks read off the WebSocket (ack-reader.ts). */
-  ackReader: boolean;
-}
-
-export type FastPathPart = keyof FastPathParts;
 
 export const FAST_PATH_OFF: FastPathParts = { eventWriter: false, groupWriter: false, ackReader: false };
 
