@@ -18,7 +18,8 @@ import { FAST_PATH_OFF, probeFastPath } from './gateway/fast-path/probe.js';
 import { Gateway } from './gateway/gateway.js';
 import type { PushServer } from './gateway/protocol.js';
 import { JwtAuthenticator } from './gateway/jwt-auth.js';
-import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type Readiness } from './http/server.js';
+import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type DeadLettersView, type Readiness } from './http/server.js';
+import { inboxDeadLetters } from './inbox/dead-letters.js';
 import type { Inbox } from './inbox/inbox.js';
 import { MemoryInbox } from './inbox/memory-inbox.js';
 import { RedisInbox } from './inbox/redis-inbox.js';
@@ -114,16 +115,6 @@ export class App {
         ? await connectRedis(config.redis.url, 'commands', logger)
         : undefined;
       if (client) redis.push(client);
-      const inbox = overrides.inbox ?? (client
-        ? new RedisInbox(client, {
-          keyPrefix: config.redis.keyPrefix,
-          maxPerSession: config.inboxMax,
-          // Counts the expiries of sessions that never come back (PROTOCOL §4: every expiry is counted).
-          sweepIntervalMs: INBOX_SWEEP_MS,
-          onSweepError: (err) => logger.warn({ err }, 'inbox sweep failed; the next one tries again'),
-        }, inboxEvents(metrics))
-        : new MemoryInbox({ maxPerSession: config.inboxMax }, inboxEvents(metrics)));
-      if (!overrides.inbox) built.push(inbox);
       const forwardTimeoutMs = config.ackTimeoutMs + FORWARD_MARGIN_MS;
       let cluster = overrides.cluster;
       if (!cluster && client) {
@@ -161,6 +152,19 @@ export class App {
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })
         : new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax }));
       if (!overrides.queue) built.push(queue);
+      const bounds = { maxPerSession: config.inboxMax, maxPerConnectedSession: config.inboxMaxConnected };
+      const gaveUp = inboxDeadLetters(queue, metrics, logger.child({ component: 'inbox' }));
+      const inbox = overrides.inbox ?? (client
+        ? new RedisInbox(client, {
+          keyPrefix: config.redis.keyPrefix,
+          ...bounds,
+          // Gives up the expiries of sessions that never come back, and dead-letters what a node that
+          // died left behind (PROTOCOL §4.1: nothing silently lost).
+          sweepIntervalMs: INBOX_SWEEP_MS,
+          onError: (err, message) => logger.warn({ err }, message),
+        }, gaveUp)
+        : new MemoryInbox(bounds, gaveUp));
+      if (!overrides.inbox) built.push(inbox);
       const auth = overrides.auth ?? (config.auth.mode === 'jwt'
         ? await JwtAuthenticator.create({
           secret: config.auth.jwtSecret,
@@ -261,6 +265,9 @@ export class App {
       metrics,
       readiness: () => this.readiness(),
       maxIdLength: config.limits.maxIdLength,
+      deadLetters: (query) => this.queue instanceof MemoryQueue
+        ? embeddedDeadLetters(this.queue, query)
+        : { elsewhere: `dead letters are in the RabbitMQ queue '${config.amqp.deadLetterQueue}' (reason in header x-pushcenter-error)` },
       session: async (id) => {
         const [presence, inbox] = await Promise.all([this.directory.presence(id), this.inbox.size(id)]);
         return { online: presence.sockets > 0, sockets: presence.sockets, nodes: presence.nodes, inbox };
@@ -362,11 +369,28 @@ async function fastPathFor(config: Config, logger: Logger): Promise<FastPathPart
   return parts;
 }
 
-function inboxEvents(metrics: Metrics) {
+function embeddedDeadLetters(queue: MemoryQueue, query: { reason?: string | undefined; limit: number }): DeadLettersView {
+  const matching = queue.deadLetters.filter((letter) => query.reason === undefined || letter.reason === query.reason);
   return {
-    expired: (n: number) => metrics.inbox.inc({ op: 'expired' }, n),
-    evicted: (n: number) => metrics.inbox.inc({ op: 'evicted' }, n),
+    counts: Object.fromEntries(queue.deadLetterCounts),
+    kept: queue.deadLetters.length,
+    letters: matching.slice(-query.limit).map(({ at, reason, detail, message }) => ({
+      at,
+      reason,
+      detail,
+      ...(message.messageId === undefined ? {} : { id: message.messageId }),
+      notification: parsedOrText(message.body),
+    })),
   };
+}
+
+function parsedOrText(body: Buffer): unknown {
+  const text = body.toString('utf8');
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
 }
 
 function corsFor(origins: string[]): { origin: boolean | string[] } | undefined {

@@ -9,6 +9,11 @@ export function escapeKeyPart(id: string): string {
   return id.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/** The id `escapeKeyPart` escaped. */
+export function unescapeKeyPart(escaped: string): string {
+  return escaped.replace(/%([0-9a-f]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}
+
 /*
  * The cluster's keys and channels (`<enc>` is an id escaped by `escapeKeyPart`, so any id is safe in a key
  * or channel):

@@ -47,6 +47,11 @@ export interface Config {
    */
   ackHoldMs: number;
   inboxMax: number;
+  /**
+   * Inbox bound of a session that has sockets: the backlog of a client acking through a burst waits
+   * there instead of being given up. Default 100 × INBOX_MAX.
+   */
+  inboxMaxConnected: number;
   /** Empty: same-origin only for HTTP, any origin for socket.io handshakes is refused. `*`: any origin. */
   corsOrigins: string[];
   logLevel: string;
@@ -220,6 +225,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
 
   const nodeEnv = raw('NODE_ENV') ?? 'development';
   const ackTimeoutMs = int('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
+  const inboxMax = int('INBOX_MAX', 1000, 1, 1_000_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
   const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
   // RabbitMQ caps a quorum queue consumer's prefetch at 2,000.
@@ -288,7 +294,8 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     apiKeys: list('API_KEYS'),
     ackTimeoutMs,
     ackHoldMs: Math.min(int('ACK_HOLD_MS', 1000, 10, 600_000), ackTimeoutMs),
-    inboxMax: int('INBOX_MAX', 1000, 1, 1_000_000),
+    inboxMax,
+    inboxMaxConnected: Math.max(int('INBOX_MAX_CONNECTED', inboxMax * 100, 1, 100_000_000), inboxMax),
     corsOrigins,
     logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     limits: {

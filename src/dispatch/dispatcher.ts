@@ -82,6 +82,8 @@ class ReliableAttempt implements Timed<ReliableAttempt> {
   stored = false;
   lateDelivery = false;
   noLocalSockets = false;
+  /** The local offer answered `behind`: `LocalSessions.spilled` is owed once the outcome is known. */
+  spillOwed = false;
   remotes: readonly string[] = [];
 
   constructor(
@@ -112,7 +114,11 @@ export class Dispatcher {
     this.holds = new DeadlineList(deps.ackHoldMs, (attempt) => this.holdTimePassed(attempt));
     deps.bus.onForward((sessionId, notification) => new Promise<ForwardOutcome>((resolve) => {
       const envelope = toEnvelope(notification);
-      const answer = (local: LocalOutcome): void => resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
+      const answer = (local: LocalOutcome): void => {
+        // The node that sent it stores it; it then asks this node to replay (see `replayAfterStore`).
+        if (local === 'behind') deps.sessions.spilled(sessionId);
+        resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
+      };
       if (notification.reliable) deps.sessions.offer(sessionId, envelope, answer);
       else answer(deps.sessions.send(sessionId, envelope));
     }));
@@ -157,6 +163,7 @@ export class Dispatcher {
       return parsed.notification;
     }
     metrics.messagesInvalid.inc({ reason: parsed.error.reason });
+    metrics.deadLetters.inc({ reason: parsed.error.reason });
     logger.warn({ messageId: message.messageId, reason: parsed.error.reason, detail: parsed.error.message },
       'invalid notification dead-lettered');
     delivery.deadLetter(parsed.error.reason, parsed.error.message).then(
@@ -264,6 +271,7 @@ export class Dispatcher {
     this.holds.add(attempt);
     this.deps.sessions.offer(sessionId, envelope, (local) => {
       if (local === 'no_sockets') attempt.noLocalSockets = true;
+      if (local === 'behind') attempt.spillOwed = true;
       this.answered(attempt, local === 'delivered');
     });
     if (known) {
@@ -301,6 +309,7 @@ export class Dispatcher {
     if (delivered && attempt.state === 'out') {
       attempt.state = 'delivered';
       this.holds.remove(attempt);
+      this.payOwedSpill(attempt);
       metrics.delivery('session', true, 'delivered');
       metrics.latency(true, attempt.notification.enqueuedAt);
       attempt.routing.done(true);
@@ -314,6 +323,7 @@ export class Dispatcher {
   }
 
   private holdTimePassed(attempt: ReliableAttempt): void {
+    if (attempt.routing.failed) this.payOwedSpill(attempt);
     if (attempt.state !== 'out' || attempt.routing.failed) return;
     attempt.held = true;
     this.miss(attempt);
@@ -327,9 +337,21 @@ export class Dispatcher {
     attempt.state = 'missed';
     this.holds.remove(attempt);
     this.store(attempt).then(
-      (final) => attempt.routing.done(final),
-      (err: unknown) => attempt.routing.fail(err),
+      (final) => {
+        this.payOwedSpill(attempt);
+        attempt.routing.done(final);
+      },
+      (err: unknown) => {
+        this.payOwedSpill(attempt);
+        attempt.routing.fail(err);
+      },
     );
+  }
+
+  private payOwedSpill(attempt: ReliableAttempt): void {
+    if (!attempt.spillOwed) return;
+    attempt.spillOwed = false;
+    this.deps.sessions.spilled(attempt.sessionId);
   }
 
   /** True when the message's outcome is final (stored or expired). */
@@ -340,8 +362,10 @@ export class Dispatcher {
       metrics.delivery('session', true, 'expired');
       return true;
     }
+    // A session with sockets is behind or not acking: its backlog may grow past the away bound.
+    const connected = !attempt.noLocalSockets || attempt.remotes.length > 0;
     try {
-      await inbox.store(sessionId, { ...envelope, expiresAt: n.expiresAt });
+      await inbox.store(sessionId, { ...envelope, expiresAt: n.expiresAt }, { connected });
     } catch (err) {
       metrics.delivery('session', true, 'failed');
       logger.warn({ err, session: sessionId, id: n.id }, 'inbox write failed; the message goes back to the queue');
@@ -356,7 +380,7 @@ export class Dispatcher {
       if (attempt.lateDelivery) void this.removeDelivered(attempt);
     }
     // `no_sockets` is known at once; an emit still waiting for its ack is not waited for here.
-    await this.replayIfRegisteredMeanwhile(attempt);
+    await this.replayAfterStore(attempt);
     return true;
   }
 
@@ -371,17 +395,18 @@ export class Dispatcher {
   }
 
   /**
-   * A session that registered (and replayed its inbox) while its message was on the way to the inbox
-   * would otherwise see the message only at its next registration: ask the nodes it registered on
-   * since to replay. Sockets that were offered the message and did not ack are not asked again.
+   * The message waits in the inbox now: ask every other node holding the session to replay it. A node
+   * that had been offered it found its sockets behind (they read the inbox once caught up, but may have
+   * read it before this store) or not acking; one the session registered on since replayed before the
+   * message was there. Here, a session that registered meanwhile replays now; sockets that were behind
+   * replay through `spilled`.
    */
-  private async replayIfRegisteredMeanwhile(attempt: ReliableAttempt): Promise<void> {
+  private async replayAfterStore(attempt: ReliableAttempt): Promise<void> {
     const { sessions, bus, logger } = this.deps;
     const { sessionId } = attempt;
     if (attempt.noLocalSockets && sessions.sockets(sessionId) > 0) sessions.replay(sessionId);
     const remotesNow = await this.remoteNodes(sessionId, true);
     for (const node of remotesNow) {
-      if (attempt.remotes.includes(node)) continue;
       bus.requestReplay(node, sessionId).catch((err: unknown) => {
         logger.debug({ err, node, session: sessionId }, 'replay request failed; the message waits for the next registration');
       });

@@ -4,7 +4,8 @@ import type { Envelope } from '../notification/schema.js';
  * What happened when a message was offered to this node's sockets of one session.
  * - `delivered`: a socket acked it (reliable) or took it (volatile)
  * - `not_delivered`: sockets were offered it, none acked in time (reliable)
- * - `behind`: every socket of the session is too far behind to be offered more
+ * - `behind`: every socket of the session is too far behind to be offered more (or has a backlog in the
+ *   inbox that must go out first): the caller stores the message in the inbox, then calls `spilled`
  * - `no_sockets`: the session has no socket on this node
  */
 export type LocalOutcome = 'delivered' | 'not_delivered' | 'behind' | 'no_sockets';
@@ -26,6 +27,12 @@ export interface LocalSessions {
    * ack: `delivered` when at least one took it.
    */
   send(sessionId: string, envelope: Envelope): Exclude<LocalOutcome, 'not_delivered'>;
+  /**
+   * A message `offer` answered `behind` for is in the inbox now, or will not be (delivered elsewhere,
+   * failed): called once per such answer. Until every one is in, the session's sockets do not leave
+   * their backlog, so nothing newer overtakes it.
+   */
+  spilled(sessionId: string): void;
   /** Sockets of the session on this node. */
   sockets(sessionId: string): number;
   /** Offers the session's inbox to its sockets on this node, oldest first (see `Connection.replay`). */

@@ -28,6 +28,8 @@ export interface ConnectionDeps {
   inbox: Inbox;
   metrics: Metrics;
   logger: Logger;
+  /** Messages refused to the session as `behind` are still on their way to its inbox. */
+  spillsPending(sessionId: string): boolean;
 }
 
 /** A reliable emit waiting for its ack: one record, settled once by the ack, the timeout or the close. */
@@ -52,8 +54,13 @@ export class Connection {
   private readonly direct: boolean;
   /** Acks are read off the WebSocket, into `unacked`, by the fast path's reader. */
   private readsAcks = false;
-  /** It was refused a reliable message for being behind: that went to its inbox, which follows once it caught up. */
-  private fellBehind = false;
+  /**
+   * The session's inbox holds messages for this socket that must go out before anything newer: it was
+   * refused one for being behind, or one was stored while it had emits out. New reliable messages go
+   * to the inbox's tail meanwhile; the replay that starts once it has caught up clears this when it
+   * finds the inbox empty.
+   */
+  private backlog = false;
   /** The session whose inbox is being replayed to it now (one replay at a time). */
   private replaying: string | undefined;
   /** A replay was asked for while one ran: it reads the inbox once more before it ends. */
@@ -89,8 +96,9 @@ export class Connection {
    */
   canTake(reliable: boolean): boolean {
     if (!this.socket.connected) return false;
+    if (reliable && this.backlog) return false;
     const takes = this.keepsUp(reliable);
-    if (!takes && reliable) this.fellBehind = true;
+    if (!takes && reliable) this.backlog = true;
     return takes;
   }
 
@@ -142,6 +150,17 @@ export class Connection {
       return;
     }
     void this.replayInbox(sessionId);
+  }
+
+  /**
+   * A message for the session was put in its inbox (by this node or another): replay it now if this
+   * socket has nothing out, else once it has caught up (it is in backlog until then).
+   */
+  inboxChanged(): void {
+    if (this.sessionId === undefined || this.closed) return;
+    if (this.replaying === this.sessionId) this.replayAgain = true;
+    else if (this.unacked.size === 0) this.replay();
+    else this.backlog = true;
   }
 
   /** Disconnects the socket with `token_expired` once its token's expiry time (ms since epoch) has come. */
@@ -204,10 +223,7 @@ export class Connection {
     emit.done(acked);
     // Caught up (everything acked, none left waiting): what went to its inbox meanwhile follows now. A
     // socket that does not ack at all never gets here, so it is not offered its inbox again and again.
-    if (acked && this.fellBehind && this.unacked.size === 0) {
-      this.fellBehind = false;
-      this.replay();
-    }
+    if (acked && this.backlog && this.unacked.size === 0 && this.replaying === undefined) this.replay();
   }
 
   private async replayInbox(sessionId: string): Promise<void> {
@@ -221,6 +237,8 @@ export class Connection {
         if (!current()) return;
         if (entries.length === 0) {
           if (this.replayAgain) continue;
+          // Done, unless a message refused as `behind` is still on its way in (`inboxChanged` follows).
+          if (!this.deps.spillsPending(sessionId)) this.backlog = false;
           return;
         }
         const acks = await Promise.all(entries.map((entry) => this.offer(entry)));

@@ -1,5 +1,6 @@
 import type { SessionDirectory } from '../cluster/directory.js';
 import type { LocalOutcome, LocalSessions } from '../dispatch/local-sessions.js';
+import type { Missed } from '../inbox/inbox.js';
 import type { Envelope } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -34,17 +35,26 @@ export class Gateway implements LocalSessions {
   private readonly connects: RateLimiter;
   private readonly registers: RateLimiter;
   private readonly shared: ConnectionDeps;
+  /** Per session: messages `offer` answered `behind` for that are not in the inbox yet (`spilled`). */
+  private readonly spills = new Map<string, number>();
 
   constructor(
     private readonly io: PushServer,
-    private readonly deps: Omit<ConnectionDeps, 'options'> & {
+    private readonly deps: Omit<ConnectionDeps, 'options' | 'spillsPending'> & {
       options: GatewayOptions;
       auth: Authenticator;
       directory: Pick<SessionDirectory, 'setLocalSockets'>;
     },
   ) {
     const { options, metrics, logger } = deps;
-    this.shared = { options, fastPath: deps.fastPath, inbox: deps.inbox, metrics, logger };
+    this.shared = {
+      options,
+      fastPath: deps.fastPath,
+      inbox: deps.inbox,
+      metrics,
+      logger,
+      spillsPending: (sessionId) => this.spills.has(sessionId),
+    };
     this.connects = new RateLimiter(options.connectsPer10s, 10_000);
     this.registers = new RateLimiter(options.registersPer10s, 10_000);
     io.use((socket, next) => {
@@ -80,6 +90,7 @@ export class Gateway implements LocalSessions {
   offer(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
     const ready = this.ready(sessionId, true);
     if (typeof ready === 'string') {
+      if (ready === 'behind') this.spills.set(sessionId, (this.spills.get(sessionId) ?? 0) + 1);
       done(ready);
       return;
     }
@@ -130,8 +141,15 @@ export class Gateway implements LocalSessions {
     return ready ?? 'behind';
   }
 
+  spilled(sessionId: string): void {
+    const left = (this.spills.get(sessionId) ?? 0) - 1;
+    if (left > 0) this.spills.set(sessionId, left);
+    else this.spills.delete(sessionId);
+    this.replay(sessionId);
+  }
+
   replay(sessionId: string): void {
-    for (const connection of this.sessions.get(sessionId) ?? []) connection.replay();
+    for (const connection of this.sessions.get(sessionId) ?? []) connection.inboxChanged();
   }
 
   emitToGroup(group: string, envelope: Envelope): void {
@@ -215,7 +233,23 @@ export class Gateway implements LocalSessions {
     this.deps.logger.debug({ socket: socket.id, session: sessionId, groups }, 'socket registered');
     // After the answer has gone out, so the client has its handlers in place when the inbox arrives.
     setImmediate(() => connection.replay());
-    return { ok: true, sessionId, groups };
+    const missed = await this.takeMissed(sessionId);
+    return missed ? { ok: true, sessionId, groups, missed } : { ok: true, sessionId, groups };
+  }
+
+  /** The gap notice of a register answer (PROTOCOL §4.1); a failure only costs the notice, not the registration. */
+  private async takeMissed(sessionId: string): Promise<Missed | undefined> {
+    try {
+      const missed = await this.deps.inbox.takeMissed(sessionId);
+      if (missed) {
+        this.deps.metrics.gapNotices.inc();
+        this.deps.logger.info({ session: sessionId, ...missed }, 'gap notice: messages were dead-lettered since the session last registered');
+      }
+      return missed;
+    } catch (err) {
+      this.deps.logger.warn({ err, session: sessionId }, 'could not read the missed record; no gap notice this time');
+      return undefined;
+    }
   }
 
   private async leaveSession(connection: Connection, sessionId: string): Promise<void> {

@@ -1,4 +1,5 @@
 import type { Server, Socket } from 'socket.io';
+import type { Missed } from '../inbox/inbox.js';
 import type { Envelope } from '../notification/schema.js';
 
 /** The browser protocol of PROTOCOL §3 as types: what a client sends and what it gets back. */
@@ -20,7 +21,13 @@ export interface RegisterRequest {
 export type RegisterErrorCode = 'invalid_request' | 'forbidden' | 'unavailable' | 'rate_limited';
 
 export type RegisterResponse =
-  | { ok: true; sessionId: string; groups: string[] }
+  | {
+    ok: true;
+    sessionId: string;
+    groups: string[];
+    /** Messages for the session dead-lettered since it last registered (the gap notice, PROTOCOL §4.1). */
+    missed?: Missed;
+  }
   | { ok: false; error: { code: RegisterErrorCode; message: string } };
 
 export interface ClientToServerEvents {

@@ -34,6 +34,13 @@ export interface SessionView {
   inbox: number;
 }
 
+/** `GET /v1/dead-letters` in embedded mode. */
+export interface DeadLettersView {
+  counts: Record<string, number>;
+  kept: number;
+  letters: Array<{ at: number; reason: string; detail: string; id?: string; notification: unknown }>;
+}
+
 /**
  * The fastify server: JSON bodies are taken as raw bytes so the notification route parses and counts
  * them itself; errors are answered as `{ error: { code, message } }`.
@@ -126,6 +133,8 @@ export function registerOperationsRoutes(
     metrics: Metrics;
     readiness: () => Readiness;
     session: (id: string) => Promise<SessionView>;
+    /** Embedded: the dead letters kept in memory; cluster: where they are instead. */
+    deadLetters: (query: { reason?: string | undefined; limit: number }) => DeadLettersView | { elsewhere: string };
     maxIdLength: number;
   },
 ): void {
@@ -177,6 +186,37 @@ export function registerOperationsRoutes(
       },
     },
   }, async (request) => deps.session(request.params.id));
+
+  const letter = Type.Object({
+    at: Type.Integer({ description: 'when it was dead-lettered, ms since epoch' }),
+    reason: Type.String(),
+    detail: Type.String(),
+    id: Type.Optional(Type.String()),
+    notification: Type.Unknown({ description: 'the message body, parsed when it is JSON, else as text' }),
+  });
+  app.get<{ Querystring: { reason?: string; limit?: number } }>('/v1/dead-letters', {
+    schema: {
+      tags: ['operations'],
+      summary: 'Embedded mode: the dead letters kept in memory (newest last) and the count per reason since start',
+      querystring: Type.Object({
+        reason: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+        limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+      }),
+      response: {
+        200: Type.Object({
+          counts: Type.Record(Type.String(), Type.Integer(), { description: 'dead letters since start, by reason' }),
+          kept: Type.Integer({ description: 'dead letters kept in memory (the newest 1000)' }),
+          letters: Type.Array(letter),
+        }),
+        400: ERROR_SCHEMA,
+        404: ERROR_SCHEMA,
+      },
+    },
+  }, async (request, reply) => {
+    const view = deps.deadLetters({ reason: request.query.reason, limit: request.query.limit ?? 100 });
+    if ('elsewhere' in view) return reply.code(404).send({ error: { code: 'not_embedded', message: view.elsewhere } });
+    return view;
+  });
 }
 
 const STATIC_FILES: Record<string, { file: string; type: string }> = {

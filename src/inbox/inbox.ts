@@ -12,24 +12,63 @@ export interface InboxEntry extends Envelope {
   expiresAt: number;
 }
 
-/** Reports what an inbox removed without being asked, so it is counted (PROTOCOL §4). */
+/** Why an inbox gave an entry up (the dead-letter reason, PROTOCOL §4.1). */
+export type GiveUpReason = 'inbox_full' | 'inbox_expired';
+
+/** What a session missed: entries given up (dead-lettered) since the last `takeMissed`. */
+export interface Missed {
+  count: number;
+  /** `sentAt` of the earliest of them, ms since epoch. */
+  since: number;
+}
+
+/** Where the entries an inbox gives up on go (the dead-letter queue). */
 export interface InboxEvents {
-  expired(count: number): void;
-  evicted(count: number): void;
+  /**
+   * The inbox removed these entries of the session undelivered: over the bound (the oldest first) or
+   * past their TTL. Resolves once they are safely dead-lettered; only then do they count as missed. The
+   * Redis engine keeps them until this resolves and tries again later when it rejects, so it may hand
+   * the same entry over twice, never zero times.
+   */
+  gaveUp(sessionId: string, reason: GiveUpReason, entries: InboxEntry[]): Promise<void>;
+}
+
+export interface StoreOptions {
+  /**
+   * The session has sockets now. Its inbox then holds up to the connected bound, so a client that is
+   * acking through a burst loses nothing; the (smaller) bound for sessions that are away applies again
+   * at the next store made while it has none.
+   */
+  connected?: boolean;
 }
 
 export interface Inbox {
   /**
    * Appends the entry to the session's inbox, or leaves it in place if an entry with the same id is
    * there (a redelivered message is stored once). Resolves once the entry is as durable as the engine
-   * allows. Beyond the inbox bound the oldest entries are evicted.
+   * allows. Beyond the bound the oldest entries are given up (`InboxEvents.gaveUp`, `inbox_full`).
    */
-  store(sessionId: string, entry: InboxEntry): Promise<void>;
-  /** Entries still alive, oldest first, at most `limit`; expired entries found on the way are removed. */
+  store(sessionId: string, entry: InboxEntry, options?: StoreOptions): Promise<void>;
+  /**
+   * Entries still alive, oldest first, at most `limit`; expired entries found on the way are given up
+   * (`inbox_expired`).
+   */
   read(sessionId: string, limit: number): Promise<InboxEntry[]>;
   /** Removes one entry (the client acked it); false if it was not there. */
   remove(sessionId: string, id: string): Promise<boolean>;
   /** Messages waiting (expired ones not yet swept may be included until the next read or sweep). */
   size(sessionId: string): Promise<number>;
+  /**
+   * What the session missed since the last call (the gap notice of the next `register` answer), and
+   * forgets it; undefined when nothing was given up.
+   */
+  takeMissed(sessionId: string): Promise<Missed | undefined>;
   close(): Promise<void>;
+}
+
+/** Adds given-up entries to a session's missed record. */
+export function addMissed(missed: Missed | undefined, entries: readonly InboxEntry[]): Missed {
+  let since = missed?.since ?? Infinity;
+  for (const entry of entries) since = Math.min(since, entry.sentAt);
+  return { count: (missed?.count ?? 0) + entries.length, since };
 }

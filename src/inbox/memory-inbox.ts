@@ -1,28 +1,35 @@
-import type { Inbox, InboxEntry, InboxEvents } from './inbox.js';
+import { addMissed, type GiveUpReason, type Inbox, type InboxEntry, type InboxEvents, type Missed, type StoreOptions } from './inbox.js';
 
 export interface MemoryInboxOptions {
+  /** `INBOX_MAX`: entries kept for a session that is away. */
   maxPerSession: number;
+  /** `INBOX_MAX_CONNECTED`: entries kept for a session that has sockets. Default: 100 × `maxPerSession`. */
+  maxPerConnectedSession?: number;
   /** How often expired entries of sessions that never come back are swept (ms). */
   sweepIntervalMs?: number;
   now?: () => number;
 }
 
 /**
- * The embedded inbox: one insertion-ordered map per session. Bounded per session by `INBOX_MAX` and in
- * time by each entry's TTL; a periodic sweep releases the memory of sessions that never return.
+ * The embedded inbox: one insertion-ordered map per session. Bounded per session by `INBOX_MAX` (or the
+ * connected bound) and in time by each entry's TTL; what it gives up goes to `events.gaveUp`, and a
+ * periodic sweep releases the memory of sessions that never return.
  */
 export class MemoryInbox implements Inbox {
   private readonly sessions = new Map<string, Map<string, InboxEntry>>();
+  private readonly missed = new Map<string, Missed>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly now: () => number;
+  private readonly maxConnected: number;
 
   constructor(private readonly options: MemoryInboxOptions, private readonly events: InboxEvents) {
     this.now = options.now ?? Date.now;
-    this.sweeper = setInterval(() => this.sweep(), options.sweepIntervalMs ?? 10_000);
+    this.maxConnected = options.maxPerConnectedSession ?? options.maxPerSession * 100;
+    this.sweeper = setInterval(() => void this.sweep(), options.sweepIntervalMs ?? 10_000);
     this.sweeper.unref();
   }
 
-  async store(sessionId: string, entry: InboxEntry): Promise<void> {
+  async store(sessionId: string, entry: InboxEntry, options: StoreOptions = {}): Promise<void> {
     let entries = this.sessions.get(sessionId);
     if (!entries) {
       entries = new Map();
@@ -30,19 +37,20 @@ export class MemoryInbox implements Inbox {
     }
     if (entries.has(entry.id)) return;
     entries.set(entry.id, entry);
-    let evicted = 0;
-    for (const id of entries.keys()) {
-      if (entries.size <= this.options.maxPerSession) break;
+    const max = options.connected ? this.maxConnected : this.options.maxPerSession;
+    const evicted: InboxEntry[] = [];
+    for (const [id, oldest] of entries) {
+      if (entries.size <= max) break;
       entries.delete(id);
-      evicted += 1;
+      evicted.push(oldest);
     }
-    if (evicted > 0) this.events.evicted(evicted);
+    await this.giveUp(sessionId, 'inbox_full', evicted);
   }
 
   async read(sessionId: string, limit: number): Promise<InboxEntry[]> {
     const entries = this.sessions.get(sessionId);
     if (!entries) return [];
-    this.expire(sessionId, entries);
+    await this.expire(sessionId, entries);
     const alive: InboxEntry[] = [];
     for (const entry of entries.values()) {
       if (alive.length >= limit) break;
@@ -62,25 +70,37 @@ export class MemoryInbox implements Inbox {
     return this.sessions.get(sessionId)?.size ?? 0;
   }
 
+  async takeMissed(sessionId: string): Promise<Missed | undefined> {
+    const missed = this.missed.get(sessionId);
+    this.missed.delete(sessionId);
+    return missed;
+  }
+
   async close(): Promise<void> {
     clearInterval(this.sweeper);
   }
 
-  /** Removes every expired entry now (the periodic sweep). */
-  sweep(): void {
-    for (const [sessionId, entries] of this.sessions) this.expire(sessionId, entries);
+  /** Gives up every expired entry now (the periodic sweep). */
+  async sweep(): Promise<void> {
+    for (const [sessionId, entries] of this.sessions) await this.expire(sessionId, entries);
   }
 
-  private expire(sessionId: string, entries: Map<string, InboxEntry>): void {
+  private async expire(sessionId: string, entries: Map<string, InboxEntry>): Promise<void> {
     const now = this.now();
-    let expired = 0;
+    const expired: InboxEntry[] = [];
     for (const [id, entry] of entries) {
       if (entry.expiresAt <= now) {
         entries.delete(id);
-        expired += 1;
+        expired.push(entry);
       }
     }
     if (entries.size === 0) this.sessions.delete(sessionId);
-    if (expired > 0) this.events.expired(expired);
+    await this.giveUp(sessionId, 'inbox_expired', expired);
+  }
+
+  private async giveUp(sessionId: string, reason: GiveUpReason, entries: InboxEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.events.gaveUp(sessionId, reason, entries);
+    this.missed.set(sessionId, addMissed(this.missed.get(sessionId), entries));
   }
 }

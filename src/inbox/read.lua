@@ -1,8 +1,13 @@
--- KEYS: order, expiry, data. ARGV: now, count. Returns { expired, entry JSONs oldest first }.
-local order, expiry, data = KEYS[1], KEYS[2], KEYS[3]
+-- KEYS: order, expiry, data, dead. ARGV: now, count.
+-- Returns { expired (moved to the dead list), entry JSONs oldest first }.
+local order, expiry, data, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', ARGV[1])
 if #expired > 0 then
   for _, id in ipairs(expired) do
+    local entry = redis.call('HGET', data, id)
+    if entry then
+      redis.call('RPUSH', dead, 'inbox_expired\n' .. entry)
+    end
     redis.call('ZREM', order, id)
     redis.call('HDEL', data, id)
   end

@@ -1,5 +1,6 @@
--- KEYS: order, expiry, data. ARGV: id, entry JSON, expiresAt, maxPerSession, now, grace ms. Returns evicted.
-local order, expiry, data = KEYS[1], KEYS[2], KEYS[3]
+-- KEYS: order, expiry, data, dead. ARGV: id, entry JSON, expiresAt, bound, now, grace ms.
+-- Returns the number of entries given up (moved to the dead list, oldest first).
+local order, expiry, data, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id = ARGV[1]
 if redis.call('ZSCORE', order, id) then
   return 0
@@ -18,6 +19,8 @@ local excess = redis.call('ZCARD', order) - tonumber(ARGV[4])
 if excess > 0 then
   local oldest = redis.call('ZRANGE', order, 0, excess - 1)
   for _, victim in ipairs(oldest) do
+    -- Given up, not lost: the node dead-letters what the dead list holds, then trims it.
+    redis.call('RPUSH', dead, 'inbox_full\n' .. redis.call('HGET', data, victim))
     redis.call('ZREM', expiry, victim)
     redis.call('HDEL', data, victim)
   end

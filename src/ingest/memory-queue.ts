@@ -1,4 +1,4 @@
-import type { Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
+import type { DeadLetterCopy, Delivery, DeliveryHandler, NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
 
 interface Entry {
@@ -6,17 +6,17 @@ interface Entry {
   redelivered: boolean;
 }
 
-export interface DeadLetter {
-  message: QueueMessage;
-  reason: string;
-  detail: string;
+/** A dead letter kept in memory, and when it came. */
+export interface DeadLetter extends DeadLetterCopy {
+  /** ms since epoch. */
+  at: number;
 }
 
 export interface MemoryQueueOptions {
   prefetch: number;
   /** Messages waiting beyond this make `publish` fail with `QueueUnavailableError` (HTTP 503). */
   maxLength: number;
-  /** Dead letters kept for inspection, newest last. */
+  /** Dead letters kept for inspection (`GET /v1/dead-letters`), newest last; older ones are counted only. */
   maxDeadLetters?: number;
 }
 
@@ -27,7 +27,10 @@ export interface MemoryQueueOptions {
 export class MemoryQueue implements NotificationQueue {
   readonly engine = 'memory';
   readonly connected = true;
+  /** The newest dead letters (`maxDeadLetters`), oldest first. */
   readonly deadLetters: DeadLetter[] = [];
+  /** Every dead letter since start, by reason (including those no longer kept). */
+  readonly deadLetterCounts = new Map<string, number>();
   private readonly waiting: Entry[] = [];
   private head = 0;
   private handler: DeliveryHandler | undefined;
@@ -60,6 +63,10 @@ export class MemoryQueue implements NotificationQueue {
     }
     for (const message of messages) this.waiting.push({ message, redelivered: false });
     this.schedule();
+  }
+
+  async deadLetter(copies: DeadLetterCopy[]): Promise<void> {
+    for (const copy of copies) this.keepDeadLetter(copy);
   }
 
   async consume(handler: DeliveryHandler): Promise<void> {
@@ -114,6 +121,13 @@ export class MemoryQueue implements NotificationQueue {
     }
   }
 
+  private keepDeadLetter(copy: DeadLetterCopy): void {
+    this.deadLetterCounts.set(copy.reason, (this.deadLetterCounts.get(copy.reason) ?? 0) + 1);
+    this.deadLetters.push({ ...copy, at: Date.now() });
+    const max = this.options.maxDeadLetters ?? 1000;
+    if (this.deadLetters.length > max) this.deadLetters.splice(0, this.deadLetters.length - max);
+  }
+
   private delivery(entry: Entry): Delivery {
     let settled = false;
     const settle = (): boolean => {
@@ -131,9 +145,7 @@ export class MemoryQueue implements NotificationQueue {
       },
       deadLetter: async (reason, detail) => {
         if (!settle()) return;
-        this.deadLetters.push({ message: entry.message, reason, detail });
-        const max = this.options.maxDeadLetters ?? 1000;
-        if (this.deadLetters.length > max) this.deadLetters.splice(0, this.deadLetters.length - max);
+        this.keepDeadLetter({ message: entry.message, reason, detail });
       },
       // The entry is what a requeue puts back: it is kept whole.
       release: () => {},

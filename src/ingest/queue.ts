@@ -36,6 +36,16 @@ export interface Delivery {
   release(): void;
 }
 
+/** A message push-center gives up on after accepting it, on its way to the dead-letter queue. */
+export interface DeadLetterCopy {
+  /** The notification as it would be published again (`push-center dead-letters replay`). */
+  message: QueueMessage;
+  /** Header `x-pushcenter-error`, e.g. `inbox_full`. */
+  reason: string;
+  /** Header `x-pushcenter-error-detail`. */
+  detail: string;
+}
+
 export type DeliveryHandler = (delivery: Delivery) => void;
 
 /** The queue cannot take a publish now; HTTP answers 503 with `Retry-After`. */
@@ -56,6 +66,11 @@ export interface NotificationQueue {
   readonly connected: boolean;
   /** Enqueues durably: resolves only once every message is confirmed; throws `QueueUnavailableError`. */
   publish(messages: QueueMessage[]): Promise<void>;
+  /**
+   * Sends the copies to the dead-letter queue with their reasons; resolves once every one is as durable
+   * as the engine allows (RabbitMQ: confirmed). Throws `QueueUnavailableError`.
+   */
+  deadLetter(copies: DeadLetterCopy[]): Promise<void>;
   /** Starts handing deliveries to the handler, at most `prefetch` unsettled at once. */
   consume(handler: DeliveryHandler): Promise<void>;
   /** Backpressure: take no new deliveries until `resume()`; those in flight stay valid. */

@@ -96,6 +96,17 @@ export class Metrics {
     labelNames: ['op'] as const,
     registers: [this.registry],
   });
+  readonly deadLetters = new Counter({
+    name: 'pushcenter_dead_letters_total',
+    help: 'Messages sent to the dead-letter queue, by reason (invalid ones by their reason; inbox_full, inbox_expired)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly gapNotices = new Counter({
+    name: 'pushcenter_gap_notices_total',
+    help: 'Register answers that told a session how many of its messages were dead-lettered since it last registered',
+    registers: [this.registry],
+  });
   readonly socketRefusals = new Counter({
     name: 'pushcenter_socket_refusals_total',
     help: 'Socket connections and registrations refused, by reason',

@@ -6,7 +6,7 @@ import type { SessionDirectory } from '../../src/cluster/directory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
 import type { LocalOutcome, LocalSessions } from '../../src/dispatch/local-sessions.js';
-import type { Inbox, InboxEntry } from '../../src/inbox/inbox.js';
+import type { Inbox, InboxEntry, StoreOptions } from '../../src/inbox/inbox.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
 import type { Delivery } from '../../src/ingest/queue.js';
 import { NotificationParser } from '../../src/notification/parse.js';
@@ -49,6 +49,11 @@ class FakeSessions implements LocalSessions {
   }
   replay(sessionId: string): void {
     this.replayed.push(sessionId);
+  }
+  /** Sessions told their `behind` message is in the inbox (or will not be), in order. */
+  spills: string[] = [];
+  spilled(sessionId: string): void {
+    this.spills.push(sessionId);
   }
 }
 
@@ -125,7 +130,7 @@ function setup(options: { inbox?: Inbox } = {}) {
   const gateway = new FakeSessions();
   const cluster = new FakeCluster();
   cluster.cacheWarm = cacheWarm;
-  const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { expired: () => {}, evicted: () => {} });
+  const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { gaveUp: async () => {} });
   const dispatcher = new Dispatcher({
     ackHoldMs: 200,
     parser: new NotificationParser(config.limits),
@@ -189,11 +194,37 @@ describe.each([
     expect(await inbox.size('slow')).toBe(1);
   });
 
-  it('stores a reliable message for a session whose sockets are too far behind', async () => {
-    const { gateway, send, inbox } = setup();
+  it('stores a reliable message for a session whose sockets are too far behind, under the connected bound, then says so', async () => {
+    const stores: Array<{ sessionId: string; connected: boolean | undefined; spillsBefore: number }> = [];
+    const inner = new MemoryInbox({ maxPerSession: 10 }, { gaveUp: async () => {} });
+    const { gateway, send, inbox } = setup({
+      inbox: Object.assign(Object.create(inner) as MemoryInbox, {
+        store: async (sessionId: string, entry: InboxEntry, options?: StoreOptions) => {
+          stores.push({ sessionId, connected: options?.connected, spillsBefore: gateway.spills.length });
+          await inner.store(sessionId, entry, options);
+        },
+      }),
+    });
     gateway.answers.set('behind', 'behind');
     await send({ id: 'm', session: 'behind', data: 1 });
+    await send({ id: 'n', session: 'away', data: 1 });
     expect(await inbox.size('behind')).toBe(1);
+    expect(stores).toEqual([
+      { sessionId: 'behind', connected: true, spillsBefore: 0 },
+      { sessionId: 'away', connected: false, spillsBefore: 1 },
+    ]);
+    expect(gateway.spills).toEqual(['behind']);
+  });
+
+  it('tells the sockets that were behind when another node delivered the message instead', async () => {
+    const { gateway, cluster, send, inbox } = setup();
+    gateway.answers.set('two-places', 'behind');
+    cluster.owners.set('two-places', ['node-b']);
+    cluster.answers.set('node-b', 'delivered');
+    const delivery = await send({ id: 'm', session: 'two-places', data: 1 });
+    expect(delivery.settled).toEqual(['ack']);
+    expect(await inbox.size('two-places')).toBe(0);
+    expect(gateway.spills).toEqual(['two-places']);
   });
 
   it('frees the broker slot after the hold time by storing the message; a late ack takes it out of the inbox', async () => {
@@ -236,6 +267,7 @@ describe.each([
       read: async () => [] as InboxEntry[],
       remove: async () => false,
       size: async () => 0,
+      takeMissed: async () => undefined,
       close: async () => {},
     };
     const { send, count } = setup({ inbox: broken });
@@ -274,6 +306,8 @@ describe.each([
     expect(delivery.released).toBe(false);
     const invalid = await metrics.messagesInvalid.get();
     expect(invalid.values).toEqual([expect.objectContaining({ labels: { reason: 'no_target' }, value: 1 })]);
+    const deadLetters = await metrics.deadLetters.get();
+    expect(deadLetters.values).toEqual([expect.objectContaining({ labels: { reason: 'no_target' }, value: 1 })]);
   });
 
   it('emits once per group with the group named, and to everyone for a broadcast', async () => {
@@ -343,7 +377,7 @@ describe('dispatcher across nodes', () => {
     expect(await inbox.size('lost')).toBe(1);
   });
 
-  it('asks a node the session registered on meanwhile to replay its inbox, and no node it had already', async () => {
+  it('asks every node holding the session to replay once the message is stored: one it registered on meanwhile too', async () => {
     const { cluster, send, inbox } = setup();
     cluster.owners.set('moving', ['node-b']);
     cluster.answers.set('node-b', 'not_delivered');
@@ -351,7 +385,7 @@ describe('dispatcher across nodes', () => {
     cluster.owners.set('moving', ['node-b', 'node-c']);
     await storing;
     expect(await inbox.size('moving')).toBe(1);
-    expect(cluster.replayRequests).toEqual([{ node: 'node-c', sessionId: 'moving' }]);
+    expect(cluster.replayRequests).toEqual([{ node: 'node-b', sessionId: 'moving' }, { node: 'node-c', sessionId: 'moving' }]);
   });
 
   it('replays on this node when another node asks', () => {

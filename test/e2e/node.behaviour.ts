@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { expectConserved, takeDeadLetters, waitingIds, type DeadLetterSeen } from '../support/conservation.js';
 import {
   closeClients,
   collect,
@@ -33,7 +34,8 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
 
     beforeAll(async () => {
       used = await engines();
-      node = await startNode({ ACK_TIMEOUT_MS: 300, INBOX_MAX: 3, ...used.env });
+      // Two un-acked emits per socket: a burst to one session goes through its inbox (PROTOCOL §4.1).
+      node = await startNode({ ACK_TIMEOUT_MS: 300, INBOX_MAX: 3, SOCKET_MAX_PENDING: 2, ...used.env });
     });
     afterEach(() => closeClients());
     afterAll(async () => {
@@ -268,19 +270,99 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
         expect((await getJson(node.url, '/v1/sessions/queued-too-long')).body.inbox).toBe(0);
       });
 
-      it('keeps at most INBOX_MAX messages per session, evicting the oldest and counting them', async () => {
-        const before = await metric(node.url, 'pushcenter_inbox_total', { op: 'evicted' });
-        await post(node.url, [1, 2, 3, 4, 5].map((i) => ({ id: `bound-${i}`, session: 'bounded', data: i })));
-        await until(() => metric(node.url, 'pushcenter_inbox_total', { op: 'evicted' }), (n) => n === before + 2);
+      it('keeps at most INBOX_MAX messages for a session that is away, dead-lettering the oldest as inbox_full', async () => {
+        const before = await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' });
+        const published = [1, 2, 3, 4, 5].map((i) => `bound-${i}`);
+        await post(node.url, published.map((id, i) => ({ id, session: 'bounded', data: i })));
+        await until(() => metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' }), (n) => n === before + 2);
+        expect(await metric(node.url, 'pushcenter_inbox_total', { op: 'evicted' })).toBeGreaterThanOrEqual(2);
+        const dead = await deadLettersOf(published);
+        expect(dead.map((d) => `${d.id}:${d.reason}`).sort()).toEqual(['bound-1:inbox_full', 'bound-2:inbox_full']);
+
         const socket = await connectClient(node.url);
         const received = collect(socket);
-        await register(socket, { sessionId: 'bounded' });
+        const gapsBefore = await metric(node.url, 'pushcenter_gap_notices_total');
+        const answer = await register(socket, { sessionId: 'bounded' });
+        expect(answer).toMatchObject({ ok: true, missed: { count: 2, since: expect.any(Number) } });
         await until(() => received.length, (n) => n === 3);
         expect(ids(received)).toEqual(['bound-3', 'bound-4', 'bound-5']);
+        expect(await metric(node.url, 'pushcenter_gap_notices_total')).toBe(gapsBefore + 1);
+        expectConserved(published, { delivered: ids(received), waiting: [], deadLettered: dead });
+
+        // Told once: the next registration has nothing to report.
+        expect(await register(socket, { sessionId: 'bounded' })).not.toHaveProperty('missed');
+      });
+
+      it('dead-letters a message whose ttl ran out in the inbox as inbox_expired, and tells the session', async () => {
+        const before = await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_expired' });
+        await post(node.url, { id: 'expiring', session: 'ttl-gap', data: 1, ttl: 100 });
+        await until(async () => (await getJson(node.url, '/v1/sessions/ttl-gap')).body.inbox, (n) => n === 1);
+        await sleep(150);
+        const socket = await connectClient(node.url);
+        // The register's replay reads the inbox and finds the entry expired; the next one is told.
+        await register(socket, { sessionId: 'ttl-gap' });
+        await until(() => metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_expired' }), (n) => n === before + 1);
+        expect(await deadLettersOf(['expiring'])).toEqual([{ id: 'expiring', reason: 'inbox_expired' }]);
+        expect(await register(socket, { sessionId: 'ttl-gap' })).toMatchObject({ missed: { count: 1 } });
+      });
+
+      it('delivers a burst of 10 × INBOX_MAX to a connected, acking session in full and in order, serving others meanwhile', async () => {
+        const flooded = await session(node.url, 'flooded');
+        const floodReceived = collect(flooded);
+        const neighbour = await session(node.url, 'neighbour');
+        const neighbourReceived = collect(neighbour);
+        const fullBefore = await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' });
+        const stored = await metric(node.url, 'pushcenter_inbox_total', { op: 'stored' });
+
+        const burst = Array.from({ length: 30 }, (_, i) => `burst-${String(i).padStart(3, '0')}`);
+        const posting = post(node.url, burst.map((id, i) => ({ id, session: 'flooded', data: i })));
+        await post(node.url, { id: 'neighbour-1', session: 'neighbour', data: 1 });
+        await posting;
+        await until(() => neighbourReceived.length, (n) => n === 1);
+        await until(() => floodReceived.length, (n) => n >= burst.length, 10_000);
+
+        // Through the inbox (two un-acked at a time), yet nothing given up and nothing out of order.
+        expect(await metric(node.url, 'pushcenter_inbox_total', { op: 'stored' })).toBeGreaterThan(stored);
+        expect(await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' })).toBe(fullBefore);
+        const arrivals = [...new Set(ids(floodReceived))];
+        expect(arrivals).toEqual(burst);
+        await until(async () => (await getJson(node.url, '/v1/sessions/flooded')).body.inbox, (n) => n === 0);
+        expectConserved(burst, { delivered: ids(floodReceived), waiting: await waitingIds(node.app, 'flooded'), deadLettered: [] });
       });
     });
 
+    /** The dead letters of these ids (taken from the dead-letter queue; others' are dropped). */
+    async function deadLettersOf(wanted: string[]): Promise<DeadLetterSeen[]> {
+      const letters = await until(
+        async () => (await takeDeadLetters(node.app)).filter((letter) => wanted.includes(letter.id ?? '')),
+        (found) => found.length > 0,
+      );
+      return letters;
+    }
+
     describe('HTTP API', () => {
+      it('lists the dead letters kept in memory in embedded mode, and says where they are otherwise', async () => {
+        const before = await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' });
+        await post(node.url, [1, 2, 3, 4, 5].map((i) => ({ id: `listed-${i}`, session: 'listed', data: i })));
+        await until(() => metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' }), (n) => n === before + 2);
+        const { status, body } = await getJson(node.url, '/v1/dead-letters?reason=inbox_full&limit=2');
+        if (node.app.queue.engine === 'amqp') {
+          expect(status).toBe(404);
+          expect(body.error).toEqual({ code: 'not_embedded', message: expect.stringContaining(node.app.config.amqp.deadLetterQueue) });
+          return;
+        }
+        expect(status).toBe(200);
+        expect(body.counts.inbox_full).toBeGreaterThanOrEqual(2);
+        expect(body.letters).toEqual([1, 2].map((i) => ({
+          at: expect.any(Number),
+          reason: 'inbox_full',
+          detail: 'the inbox of session "listed" was over its bound',
+          id: `listed-${i}`,
+          notification: { id: `listed-${i}`, session: 'listed', event: 'message', data: i, delivery: 'reliable' },
+        })));
+        expect((await getJson(node.url, '/v1/dead-letters?limit=0')).status).toBe(400);
+      });
+
       it('refuses an invalid notification with 400 and the reason, enqueuing nothing of the request', async () => {
         const before = await metric(node.url, 'pushcenter_messages_invalid_total', { reason: 'no_target' });
         const received = await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'stored' });

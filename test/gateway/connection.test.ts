@@ -30,9 +30,10 @@ async function connection(
   const made = new Connection(pair.socket as unknown as PushSocket, {
     options: { ackTimeoutMs: 5000, ackHoldMs: 1000, maxPending: 100, maxBuffered: 1000, ...options },
     fastPath,
-    inbox: new MemoryInbox({ maxPerSession: 10 }, { expired: () => {}, evicted: () => {} }),
+    inbox: new MemoryInbox({ maxPerSession: 10 }, { gaveUp: async () => {} }),
     metrics: new Metrics({ defaultMetrics: false }),
     logger: pino({ level: 'silent' }),
+    spillsPending: () => false,
   });
   return { connection: made, pair };
 }

@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Inbox, InboxEntry } from '../../src/inbox/inbox.js';
+import type { Inbox, InboxEntry, Missed, StoreOptions } from '../../src/inbox/inbox.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
 import { closeClients, collect, connectClient, register, sleep, startNode, until, type Running } from '../support/harness.js';
 
 /** A memory inbox whose reads can be held: the entries are read at once, handed over when released. */
 class HeldInbox implements Inbox {
-  readonly inner = new MemoryInbox({ maxPerSession: 100 }, { expired: () => {}, evicted: () => {} });
+  readonly inner = new MemoryInbox({ maxPerSession: 100 }, { gaveUp: async () => {} });
   reads = 0;
   private held: Promise<void> | undefined;
   private release: (() => void) | undefined;
@@ -26,12 +26,16 @@ class HeldInbox implements Inbox {
     return entries;
   }
 
-  store(sessionId: string, entry: InboxEntry): Promise<void> {
-    return this.inner.store(sessionId, entry);
+  store(sessionId: string, entry: InboxEntry, options?: StoreOptions): Promise<void> {
+    return this.inner.store(sessionId, entry, options);
   }
 
   remove(sessionId: string, id: string): Promise<boolean> {
     return this.inner.remove(sessionId, id);
+  }
+
+  takeMissed(sessionId: string): Promise<Missed | undefined> {
+    return this.inner.takeMissed(sessionId);
   }
 
   size(sessionId: string): Promise<number> {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Inbox, InboxEntry, InboxEvents } from '../../src/inbox/inbox.js';
+import type { GiveUpReason, Inbox, InboxEntry, InboxEvents } from '../../src/inbox/inbox.js';
 
 /**
  * What every inbox engine promises (the `Inbox` port, SPEC §4), as one suite that each engine's test
@@ -9,31 +9,41 @@ import type { Inbox, InboxEntry, InboxEvents } from '../../src/inbox/inbox.js';
 /** The options the suite varies; an engine's factory adds its own (connections, key prefixes). */
 export interface InboxSettings {
   maxPerSession: number;
+  maxPerConnectedSession: number;
   now: () => number;
 }
 
 export type InboxFactory = (settings: InboxSettings, events: InboxEvents) => Inbox | Promise<Inbox>;
 
-/** Every report an inbox made, call by call. */
+/** Every entry an inbox gave up, call by call: the stand-in for the dead-letter queue. */
 export interface RecordedEvents extends InboxEvents {
+  /** Entries given up per call, for `inbox_expired` and `inbox_full`. */
   expiredCalls: number[];
   evictedCalls: number[];
   expiredTotal(): number;
   evictedTotal(): number;
+  /** Every entry given up, with its session and reason, in the order they came. */
+  givenUp: Array<{ sessionId: string; reason: GiveUpReason; id: string }>;
+  /** While set, `gaveUp` rejects with it (the dead-letter queue is down). */
+  failWith: Error | undefined;
 }
 
 export function recordEvents(): RecordedEvents {
-  const expiredCalls: number[] = [];
-  const evictedCalls: number[] = [];
   const sum = (calls: number[]) => calls.reduce((total, n) => total + n, 0);
-  return {
-    expiredCalls,
-    evictedCalls,
-    expired: (count) => void expiredCalls.push(count),
-    evicted: (count) => void evictedCalls.push(count),
-    expiredTotal: () => sum(expiredCalls),
-    evictedTotal: () => sum(evictedCalls),
+  const events: RecordedEvents = {
+    expiredCalls: [],
+    evictedCalls: [],
+    givenUp: [],
+    failWith: undefined,
+    async gaveUp(sessionId, reason, entries) {
+      if (events.failWith) throw events.failWith;
+      (reason === 'inbox_full' ? events.evictedCalls : events.expiredCalls).push(entries.length);
+      for (const entry of entries) events.givenUp.push({ sessionId, reason, id: entry.id });
+    },
+    expiredTotal: () => sum(events.expiredCalls),
+    evictedTotal: () => sum(events.evictedCalls),
   };
+  return events;
 }
 
 /** An entry as the dispatcher stores it, alive for `ttlMs` from `now`. */
@@ -76,9 +86,9 @@ export function describeInbox(name: string, createInbox: InboxFactory): void {
       await Promise.all(opened.splice(0).map((inbox) => inbox.close()));
     });
 
-    async function open(maxPerSession = 100): Promise<{ inbox: Inbox; events: RecordedEvents }> {
+    async function open(maxPerSession = 100, maxPerConnectedSession = 1000): Promise<{ inbox: Inbox; events: RecordedEvents }> {
       const events = recordEvents();
-      const inbox = await createInbox({ maxPerSession, now: () => clock }, events);
+      const inbox = await createInbox({ maxPerSession, maxPerConnectedSession, now: () => clock }, events);
       opened.push(inbox);
       return { inbox, events };
     }
@@ -134,6 +144,65 @@ export function describeInbox(name: string, createInbox: InboxFactory): void {
       expect(ids(await inbox.read('s1', 10))).toEqual(['3', '4', '5']);
       expect(await inbox.size('s1')).toBe(3);
       expect(events.evictedCalls).toEqual([1, 1]);
+    });
+
+    it('gives up the oldest entries beyond the bound, whole, as inbox_full', async () => {
+      const { inbox, events } = await open(2);
+      const stored = ['1', '2', '3', '4'].map((id) => entry(id, 60_000, { text: `m${id}` }));
+      const handed: InboxEntry[] = [];
+      const gaveUp = events.gaveUp;
+      events.gaveUp = async (sessionId, reason, entries) => {
+        handed.push(...entries);
+        await gaveUp(sessionId, reason, entries);
+      };
+      for (const e of stored) await inbox.store('s:1', e);
+
+      expect(events.givenUp).toEqual([
+        { sessionId: 's:1', reason: 'inbox_full', id: '1' },
+        { sessionId: 's:1', reason: 'inbox_full', id: '2' },
+      ]);
+      expect(handed).toEqual(stored.slice(0, 2));
+    });
+
+    it('holds up to the connected bound while the session has sockets, and the away bound again after', async () => {
+      const { inbox, events } = await open(2, 5);
+      for (const id of ['1', '2', '3', '4', '5']) await inbox.store('s1', entry(id), { connected: true });
+      expect(await inbox.size('s1')).toBe(5);
+      expect(events.givenUp).toEqual([]);
+
+      await inbox.store('s1', entry('6'), { connected: true });
+      expect(events.givenUp.map((g) => g.id)).toEqual(['1']);
+
+      await inbox.store('s1', entry('7'));
+      expect(ids(await inbox.read('s1', 10))).toEqual(['6', '7']);
+      expect(events.givenUp.map((g) => `${g.reason}:${g.id}`)).toEqual(['1', '2', '3', '4', '5'].map((id) => `inbox_full:${id}`));
+    });
+
+    it('gives expired entries up as inbox_expired', async () => {
+      const { inbox, events } = await open();
+      await inbox.store('s1', entry('short', 1_000));
+      await inbox.store('s1', entry('long', 5_000));
+      clock = start + 1_000;
+      await inbox.read('s1', 10);
+      expect(events.givenUp).toEqual([{ sessionId: 's1', reason: 'inbox_expired', id: 'short' }]);
+    });
+
+    it('tells what a session missed once: how many were given up, since the first one was sent', async () => {
+      const { inbox } = await open(1);
+      expect(await inbox.takeMissed('s1')).toBeUndefined();
+      await inbox.store('s1', inboxEntry('a', start + 10, 1_000));
+      await inbox.store('s1', inboxEntry('b', start + 20));
+      await inbox.store('s1', inboxEntry('c', start + 30));
+      await inbox.store('other', inboxEntry('x', start + 5));
+      await inbox.store('other', inboxEntry('y', start + 6));
+
+      expect(await inbox.takeMissed('s1')).toEqual({ count: 2, since: start + 10 });
+      expect(await inbox.takeMissed('s1')).toBeUndefined();
+
+      clock = start + 100_000;
+      await inbox.read('s1', 10);
+      expect(await inbox.takeMissed('s1')).toEqual({ count: 1, since: start + 30 });
+      expect(await inbox.takeMissed('other')).toEqual({ count: 1, since: start + 5 });
     });
 
     it('does not evict anything when a redelivered message arrives at a full inbox', async () => {

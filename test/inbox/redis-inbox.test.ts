@@ -237,6 +237,37 @@ describe('RedisInbox shared by several nodes', () => {
     expect(await neighbour.inbox.size('a:b')).toBe(1);
   });
 
+  it('keeps what it gave up in Redis until the dead-letter queue took it, and the sweep hands it over then', async () => {
+    const errors: string[] = [];
+    const { inbox, events } = open(node1!, { maxPerSession: 1, onError: (_err, message) => void errors.push(message) });
+    events.failWith = new Error('dead-letter queue down');
+    for (const id of ['a', 'b', 'c']) await inbox.store('s:1', entry(id));
+
+    expect(errors).toHaveLength(2);
+    expect(await node1!.lrange(`${prefix}{inbox:s%003a1}:dead`, 0, -1)).toHaveLength(2);
+    expect(await inbox.takeMissed('s:1')).toBeUndefined();
+
+    events.failWith = undefined;
+    await inbox.sweep();
+    expect(events.givenUp.map((g) => `${g.sessionId}/${g.reason}/${g.id}`)).toEqual(['s:1/inbox_full/a', 's:1/inbox_full/b']);
+    expect(await node1!.exists(`${prefix}{inbox:s%003a1}:dead`)).toBe(0);
+    expect(await inbox.takeMissed('s:1')).toEqual({ count: 2, since: start });
+  });
+
+  it('leaves a dead list to the node that is handing it over, and takes it over when that node died', async () => {
+    const { inbox, events } = open(node1!, { maxPerSession: 1 });
+    const lock = `${prefix}{inbox:s1}:dead-lock`;
+    await node1!.set(lock, 'a node that died', 'PX', 300);
+    await inbox.store('s1', entry('a'));
+    await inbox.store('s1', entry('b'));
+    expect(events.givenUp).toEqual([]);
+
+    await vi.waitFor(async () => expect(await node1!.exists(lock)).toBe(0), { timeout: 3_000, interval: 25 });
+    await inbox.sweep();
+    expect(events.givenUp).toEqual([{ sessionId: 's1', reason: 'inbox_full', id: 'a' }]);
+    expect(await node1!.exists(lock)).toBe(0);
+  });
+
   it('sweeps on its own every sweepIntervalMs and stops when closed', async () => {
     const { inbox, events } = open(node1!, { sweepIntervalMs: 20 });
     await inbox.store('s1', entry('a', 1_000));

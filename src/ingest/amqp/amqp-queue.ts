@@ -2,7 +2,7 @@ import type { Channel } from 'amqplib';
 import type { Config } from '../../config/config.js';
 import type { Logger } from '../../observability/logger.js';
 import { withTimeout } from '../../util/timeout.js';
-import type { DeliveryHandler, NotificationQueue, QueueMessage } from '../queue.js';
+import type { DeadLetterCopy, DeliveryHandler, NotificationQueue, QueueMessage } from '../queue.js';
 import { QueueUnavailableError } from '../queue.js';
 import { ConfirmPublisher, type PublishFailure } from './confirm-publisher.js';
 import { ReconnectingLink, type Link, type Opening } from './connection.js';
@@ -54,6 +54,7 @@ export class AmqpQueue implements NotificationQueue {
   private readonly log: Logger;
   private readonly publishLink: ReconnectingLink<ConfirmPublisher>;
   private readonly consumer: AmqpConsumer;
+  private readonly deadLetters: DeadLetters;
   private closing: Promise<void> | undefined;
   private up = false;
 
@@ -87,17 +88,18 @@ export class AmqpQueue implements NotificationQueue {
         if (reconnecting) this.updateStatus();
       },
     });
+    this.deadLetters = new DeadLetters({
+      queue: options.queue,
+      exchange: options.deadLetterExchange,
+      publisher: () => this.usablePublisher().session,
+      logger: this.log,
+      publishTimeoutMs: options.publishTimeoutMs,
+    });
     this.consumer = new AmqpConsumer({
       ...common,
       topology: options,
       prefetch: options.prefetch,
-      deadLetters: new DeadLetters({
-        queue: options.queue,
-        exchange: options.deadLetterExchange,
-        publisher: () => this.usablePublisher().session,
-        logger: this.log,
-        publishTimeoutMs: options.publishTimeoutMs,
-      }),
+      deadLetters: this.deadLetters,
       onStatus: () => this.updateStatus(),
     });
   }
@@ -131,6 +133,10 @@ export class AmqpQueue implements NotificationQueue {
     } finally {
       run.aborted = true;
     }
+  }
+
+  deadLetter(copies: DeadLetterCopy[]): Promise<void> {
+    return this.deadLetters.send(copies);
   }
 
   consume(handler: DeliveryHandler): Promise<void> {

@@ -1,9 +1,9 @@
 import type { ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from '../../observability/logger.js';
 import { withTimeout } from '../../util/timeout.js';
-import { QueueUnavailableError } from '../queue.js';
+import { QueueUnavailableError, type DeadLetterCopy } from '../queue.js';
 import type { ConfirmPublisher } from './confirm-publisher.js';
-import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER } from './headers.js';
+import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties } from './headers.js';
 
 const DETAIL_MAX_CHARS = 1000;
 
@@ -28,7 +28,8 @@ export interface Original {
 }
 
 /**
- * Moves invalid messages to the dead-letter queue: a copy with the reason headers is published, and
+ * Moves invalid messages to the dead-letter queue, and sends there what push-center gives up on after
+ * accepting it (`send`, e.g. an inbox over its bound). For an invalid message a copy with the reason headers is published, and
  * only once the broker confirmed the copy is the original acked.
  *
  * Guarantees:
@@ -65,15 +66,38 @@ export class DeadLetters {
     original.ack();
   }
 
+  /**
+   * Publishes each copy persistent, as push-center publishes a notification, with the reason headers;
+   * resolves once the broker confirmed all of them, rejects when one failed (some may be there then).
+   */
+  async send(copies: DeadLetterCopy[]): Promise<void> {
+    const { queue, exchange } = this.options;
+    const publisher = this.options.publisher();
+    await Promise.all(copies.map(({ message, reason, detail }) => {
+      const properties = enqueueProperties(message);
+      properties.headers = { ...properties.headers, ...this.reasonHeaders(reason, detail) };
+      return this.confirmed(publisher.publish(exchange, queue, message.body, properties));
+    }));
+  }
+
+  private reasonHeaders(reason: string, detail: string): Record<string, string> {
+    return {
+      [ERROR_HEADER]: reason,
+      [ERROR_DETAIL_HEADER]: detail.length > DETAIL_MAX_CHARS ? `${detail.slice(0, DETAIL_MAX_CHARS)}…` : detail,
+      [ORIGINAL_QUEUE_HEADER]: this.options.queue,
+    };
+  }
+
+  private confirmed(sent: { confirmed: Promise<void> }): Promise<void> {
+    return withTimeout(sent.confirmed, this.publishTimeoutMs, () => new QueueUnavailableError(
+      `RabbitMQ did not confirm the dead letter within ${this.publishTimeoutMs} ms`, 5));
+  }
+
   private async publishCopy(msg: ConsumeMessage, reason: string, detail: string): Promise<void> {
     const { queue, exchange } = this.options;
     const publisher = this.options.publisher();
     const p = msg.properties;
-    const ours = {
-      [ERROR_HEADER]: reason,
-      [ERROR_DETAIL_HEADER]: detail.length > DETAIL_MAX_CHARS ? `${detail.slice(0, DETAIL_MAX_CHARS)}…` : detail,
-      [ORIGINAL_QUEUE_HEADER]: queue,
-    };
+    const ours = this.reasonHeaders(reason, detail);
     const properties: Options.Publish = definedOnly({
       persistent: true,
       contentType: p.contentType,
@@ -96,8 +120,7 @@ export class DeadLetters {
       this.log.warn({ err, messageId: p.messageId }, 'dead letter sent without its original headers');
       sent = publisher.publish(exchange, queue, msg.content, { ...properties, headers: ours });
     }
-    await withTimeout(sent.confirmed, this.publishTimeoutMs, () => new QueueUnavailableError(
-      `RabbitMQ did not confirm the dead letter within ${this.publishTimeoutMs} ms`, 5));
+    await this.confirmed(sent);
   }
 }
 
