@@ -19,8 +19,26 @@ export interface RegisterRequest {
 
 export type RegisterErrorCode = 'invalid_request' | 'forbidden' | 'unavailable' | 'rate_limited';
 
+/**
+ * The gap notice (PROTOCOL §4.1): messages for the session that push-center gave up on and dead-lettered
+ * (`inbox_full`, `inbox_expired`) since its sockets last received something. The application should fetch
+ * what it missed from its own backend.
+ */
+export interface Missed {
+  /** How many messages were dead-lettered. */
+  count: number;
+  /** The time of the first one missed, ms since epoch. */
+  since: number;
+}
+
 export type RegisterResponse =
-  | { ok: true; sessionId: string; groups: string[] }
+  | {
+      ok: true;
+      sessionId: string;
+      groups: string[];
+      /** Present only when something was missed since the session's sockets last received. */
+      missed?: Missed;
+    }
   | { ok: false; error: { code: RegisterErrorCode; message: string } };
 
 export interface ClientToServerEvents {
