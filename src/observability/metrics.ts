@@ -96,6 +96,22 @@ export class Metrics {
     labelNames: ['op'] as const,
     registers: [this.registry],
   });
+  readonly deadLetters = new Counter({
+    name: 'pushcenter_dead_letters_total',
+    help: 'Messages dead-lettered, by reason: the invalid-message reasons (not_json, missing_data, …), inbox_full, inbox_expired',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly gapNotices = new Counter({
+    name: 'pushcenter_gap_notices_total',
+    help: 'Register answers that carried a gap notice (missed: messages dead-lettered since the session last received)',
+    registers: [this.registry],
+  });
+  readonly duplicatesSuppressed = new Counter({
+    name: 'pushcenter_duplicates_suppressed_total',
+    help: 'Reliable messages RabbitMQ redelivered that their session had already acked: acked to the broker, not emitted again',
+    registers: [this.registry],
+  });
   readonly socketRefusals = new Counter({
     name: 'pushcenter_socket_refusals_total',
     help: 'Socket connections and registrations refused, by reason',
