@@ -2,6 +2,7 @@ import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket
 import {
   TOKEN_EXPIRED_EVENT,
   type ClientToServerEvents,
+  type Missed,
   type RegisterErrorCode,
   type RegisterRequest,
   type RegisterResponse,
@@ -39,6 +40,8 @@ export interface PushCenterClientOptions {
 export interface Registration {
   sessionId: string;
   groups: string[];
+  /** The gap notice, when messages were given up on while the session was away (PROTOCOL §4.1); see the `gap` event. */
+  missed?: Missed;
 }
 
 /** An envelope whose `data` the application declares the type of (not checked at runtime). */
@@ -93,6 +96,13 @@ export class PushCenterError extends Error {
 export interface LifecycleEvents {
   /** The server accepted a registration: after every (re)connect and every `setGroups`. */
   registered: (registration: Registration) => void;
+  /**
+   * Right after `registered` when the server gave up on messages for this session since its sockets last
+   * received something (PROTOCOL §4.1): `count` messages, the first at `since` (ms since epoch), were
+   * dead-lettered (inbox full, or their `ttl` ran out in it) and will not come. Re-sync: fetch what changed
+   * since `since` from your own backend.
+   */
+  gap: (missed: Missed) => void;
   /** The connection ended; socket.io's reason, e.g. `transport close`, `io server disconnect`. */
   disconnected: (reason: string) => void;
   /** A new connection attempt starts (1, 2, … since the last registration). */
@@ -125,9 +135,12 @@ const RETRYABLE_REFUSALS: ReadonlySet<string> = new Set<RegisterErrorCode>(['una
  *   takes longer than the server's `ACK_TIMEOUT_MS`.
  * - A message whose id was handled among the last `dedupeWindow` ones is not handed over again, but
  *   acked again, so the server stops redelivering it. Handlers may run concurrently for different ids.
+ * - What the server gave up on while the session was away (its inbox was full, or a message's `ttl` ran
+ *   out in it) is not lost without a word: the next registration reports it as a `gap` event, and the
+ *   application fetches what it missed from its own backend.
  */
 export class PushCenterClient {
-  /** Lifecycle events: `registered`, `disconnected`, `reconnecting`, `error`, `token_expired`. */
+  /** Lifecycle events: `registered`, `gap`, `disconnected`, `reconnecting`, `error`, `token_expired`. */
   readonly lifecycle: Listenable<LifecycleEvents>;
 
   private readonly emitter = new TypedEmitter<LifecycleEvents>();
@@ -284,9 +297,12 @@ export class PushCenterClient {
           if (seq !== this.registerSeq) return;
           if (response.ok) {
             this.attempts = 0;
-            this.current = { sessionId: response.sessionId, groups: response.groups };
+            const { sessionId, groups, missed } = response;
+            const gap = isMissed(missed) ? { count: missed.count, since: missed.since } : undefined;
+            this.current = gap ? { sessionId, groups, missed: gap } : { sessionId, groups };
             this.settle(this.current);
             this.emitter.emit('registered', this.current);
+            if (gap) this.emitter.emit('gap', { ...gap });
             return;
           }
           const { code, message } = response.error;
@@ -435,6 +451,12 @@ function eventAndHandler<T>(
 function isEnvelope(value: unknown): value is Envelope {
   const candidate = value as Partial<Envelope> | null;
   return typeof candidate === 'object' && candidate !== null && typeof candidate.id === 'string' && typeof candidate.event === 'string';
+}
+
+/** A gap notice worth reporting: a positive count and a time. */
+function isMissed(value: unknown): value is Missed {
+  const candidate = value as Partial<Missed> | null | undefined;
+  return typeof candidate?.count === 'number' && candidate.count > 0 && Number.isFinite(candidate.since);
 }
 
 function isTokenExpired(value: unknown): value is TokenExpired {

@@ -15,4 +15,4 @@ export {
 } from './client.js';
 export type { Listenable } from './emitter.js';
 export type { Envelope } from '../notification/schema.js';
-export type { TokenExpired } from '../gateway/protocol.js';
+export type { Missed, TokenExpired } from '../gateway/protocol.js';

@@ -1,5 +1,7 @@
 import type { Server, Socket } from 'socket.io';
 import type { Missed } from '../inbox/inbox.js';
+
+export type { Missed };
 import type { Envelope } from '../notification/schema.js';
 
 /** The browser protocol of PROTOCOL §3 as types: what a client sends and what it gets back. */

@@ -15,10 +15,14 @@ export interface InboxEntry extends Envelope {
 /** Why an inbox gave an entry up (the dead-letter reason, PROTOCOL §4.1). */
 export type GiveUpReason = 'inbox_full' | 'inbox_expired';
 
-/** What a session missed: entries given up (dead-lettered) since the last `takeMissed`. */
+/**
+ * What a session missed (the gap notice, PROTOCOL §4.1): messages given up and dead-lettered since the
+ * last `takeMissed`. The application fetches what it missed from its own backend.
+ */
 export interface Missed {
+  /** How many messages were dead-lettered. */
   count: number;
-  /** `sentAt` of the earliest of them, ms since epoch. */
+  /** When the earliest of them was sent (its `sentAt`, the enqueue time), ms since epoch. */
   since: number;
 }
 

@@ -98,13 +98,18 @@ export class Metrics {
   });
   readonly deadLetters = new Counter({
     name: 'pushcenter_dead_letters_total',
-    help: 'Messages sent to the dead-letter queue, by reason (invalid ones by their reason; inbox_full, inbox_expired)',
+    help: 'Messages dead-lettered, by reason: the invalid-message reasons (not_json, missing_data, …), inbox_full, inbox_expired',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });
   readonly gapNotices = new Counter({
     name: 'pushcenter_gap_notices_total',
-    help: 'Register answers that told a session how many of its messages were dead-lettered since it last registered',
+    help: 'Register answers that carried a gap notice (missed: messages dead-lettered since the session last received)',
+    registers: [this.registry],
+  });
+  readonly duplicatesSuppressed = new Counter({
+    name: 'pushcenter_duplicates_suppressed_total',
+    help: 'Reliable messages RabbitMQ redelivered that their session had already acked: acked to the broker, not emitted again',
     registers: [this.registry],
   });
   readonly socketRefusals = new Counter({

@@ -1,18 +1,23 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Server } from 'socket.io';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildClientBundle } from '../../src/client/bundle.js';
 import {
   PushCenterClient,
   type Envelope,
+  type Missed,
   type PushCenterClientOptions,
   type PushCenterError,
   type Registration,
   type TokenExpired,
 } from '../../src/client/index.js';
 import { mintToken } from '../../src/gateway/jwt-auth.js';
+import type { RegisterRequest, RegisterResponse } from '../../src/gateway/protocol.js';
 import { getJson, metric, post, sleep, startNode, until, type Running } from '../support/harness.js';
 
 const ACK_TIMEOUT_MS = 300;
@@ -23,6 +28,7 @@ const DELIVERED_RELIABLE = { target: 'session', mode: 'reliable', outcome: 'deli
 interface Observed {
   client: PushCenterClient;
   registered: Registration[];
+  gaps: Missed[];
   disconnected: string[];
   reconnecting: number[];
   errors: PushCenterError[];
@@ -38,9 +44,10 @@ function observe(options: PushCenterClientOptions): Observed {
     socketOptions: { reconnectionDelay: 50, reconnectionDelayMax: 200, ...options.socketOptions },
   });
   clients.add(client);
-  const seen: Observed = { client, registered: [], disconnected: [], reconnecting: [], errors: [], expired: [] };
+  const seen: Observed = { client, registered: [], gaps: [], disconnected: [], reconnecting: [], errors: [], expired: [] };
   client.lifecycle
     .on('registered', (r) => seen.registered.push(r))
+    .on('gap', (missed) => seen.gaps.push(missed))
     .on('disconnected', (reason) => seen.disconnected.push(reason))
     .on('reconnecting', (attempt) => seen.reconnecting.push(attempt))
     .on('error', (error) => seen.errors.push(error))
@@ -75,9 +82,10 @@ describe('PushCenterClient without auth', () => {
   afterAll(() => node?.close());
 
   it('connects and registers its session and groups, and says so', async () => {
-    const { client, registered } = observe({ url: node.url, sessionId: 'c-reg', groups: ['g1', 'g2'] });
+    const { client, registered, gaps } = observe({ url: node.url, sessionId: 'c-reg', groups: ['g1', 'g2'] });
     expect(await client.connect()).toEqual({ sessionId: 'c-reg', groups: ['g1', 'g2'] });
     expect(registered).toEqual([{ sessionId: 'c-reg', groups: ['g1', 'g2'] }]);
+    expect(gaps).toEqual([]);
     expect(client.registration).toEqual({ sessionId: 'c-reg', groups: ['g1', 'g2'] });
     expect((await getJson(node.url, '/v1/sessions/c-reg')).body).toMatchObject({ online: true, sockets: 1 });
   });
@@ -361,6 +369,66 @@ describe('PushCenterClient with JWT auth', () => {
     expect(registered).toHaveLength(1);
     expect(client.registration).toBeUndefined();
     expect((await getJson(node.url, '/v1/sessions/j-static')).body.online).toBe(false);
+  });
+});
+
+/** A bare socket.io server whose `register` answers come from `answer`: the other end of PROTOCOL §3.2, without a node. */
+async function startRegisterServer(
+  answer: (request: RegisterRequest, calls: number) => RegisterResponse,
+): Promise<{ url: string; close(): Promise<void> }> {
+  const http = createServer();
+  const io = new Server(http);
+  let calls = 0;
+  io.on('connection', (socket) => {
+    socket.on('register', (request: RegisterRequest, ack: (response: RegisterResponse) => void) => ack(answer(request, ++calls)));
+  });
+  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(http.address() as AddressInfo).port}`, close: () => io.close() };
+}
+
+describe('PushCenterClient and the gap notice (PROTOCOL §4.1)', () => {
+  const since = Date.UTC(2025, 0, 2, 3, 4, 5);
+
+  it('reports a register answer that carries missed as one gap event, after registered', async () => {
+    // Only the first answer carries it, as the server sends it once.
+    const server = await startRegisterServer((request, calls) => ({
+      ok: true,
+      sessionId: request.sessionId!,
+      groups: [request.groups ?? []].flat(),
+      ...(calls === 1 ? { missed: { count: 3, since } } : {}),
+    }));
+    try {
+      const { client, registered, gaps } = observe({ url: server.url, sessionId: 'g-away', groups: ['g-team'] });
+      const order: string[] = [];
+      client.lifecycle.on('registered', () => order.push('registered')).on('gap', () => order.push('gap'));
+      expect(await client.connect()).toEqual({ sessionId: 'g-away', groups: ['g-team'], missed: { count: 3, since } });
+      expect(gaps).toEqual([{ count: 3, since }]);
+      expect(order).toEqual(['registered', 'gap']);
+
+      expect(await client.setGroups([])).toEqual({ sessionId: 'g-away', groups: [] });
+      expect(registered).toHaveLength(2);
+      expect(gaps).toHaveLength(1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('emits no gap when the answer has no missed, or a count of 0', async () => {
+    const server = await startRegisterServer((request, calls) => ({
+      ok: true,
+      sessionId: request.sessionId!,
+      groups: [],
+      ...(calls === 2 ? { missed: { count: 0, since } } : {}),
+    }));
+    try {
+      const { client, registered, gaps } = observe({ url: server.url, sessionId: 'g-here' });
+      expect(await client.connect()).toEqual({ sessionId: 'g-here', groups: [] });
+      expect(await client.setGroups([])).toEqual({ sessionId: 'g-here', groups: [] });
+      expect(registered).toHaveLength(2);
+      expect(gaps).toEqual([]);
+    } finally {
+      await server.close();
+    }
   });
 });
 

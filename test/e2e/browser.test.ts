@@ -4,6 +4,7 @@ import { connect } from 'amqplib';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildClientBundle } from '../../src/client/bundle.js';
+import type { Missed } from '../../src/gateway/protocol.js';
 import { getJson, startNode, type Running } from '../support/harness.js';
 import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireService, uniqueName } from '../support/services.js';
 
@@ -35,10 +36,11 @@ afterAll(async () => {
   await cleanupRealEngines(name);
 });
 
-async function openDemo(sessionId: string): Promise<Page> {
+async function openDemo(sessionId: string, prepare?: (page: Page) => Promise<void>): Promise<Page> {
   const page = await browser.newPage({ viewport: { width: 1200, height: 800 } });
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(err.message));
+  await prepare?.(page);
   await page.goto(`${node.url}/demo`);
   await page.fill('#session', sessionId);
   await page.click('#connect');
@@ -47,10 +49,30 @@ async function openDemo(sessionId: string): Promise<Page> {
   return page;
 }
 
+/**
+ * Passes the page's WebSocket through to the node, adding `missed` to the node's answer to `register`:
+ * the page's side of the gap notice (PROTOCOL §4.1), whatever the node would answer.
+ */
+async function answerWithMissed(page: Page, missed: Missed): Promise<void> {
+  await page.routeWebSocket(/\/socket\.io\//, (ws) => {
+    const server = ws.connectToServer();
+    server.onMessage((frame) => ws.send(typeof frame === 'string' ? withMissed(frame, missed) : frame));
+  });
+}
+
+/** An engine.io message holding a socket.io ack (`43<id>[answer]`) of a registration, with `missed` added. */
+function withMissed(frame: string, missed: Missed): string {
+  const ack = /^43(\d+)(\[.*\])$/s.exec(frame);
+  if (!ack) return frame;
+  const [answer] = JSON.parse(ack[2]!) as [{ ok?: boolean }];
+  return answer?.ok === true ? `43${ack[1]}${JSON.stringify([{ ...answer, missed }])}` : frame;
+}
+
 describe('the demo page in a real browser', () => {
   it('shows a notification sent from the page over HTTP and one published to RabbitMQ', async () => {
     const page = await openDemo('browser-user');
     expect((await getJson(node.url, '/v1/sessions/browser-user')).body.online).toBe(true);
+    expect(await page.isHidden('#gap')).toBe(true);
 
     await page.fill('#target', 'browser-user');
     await page.fill('#data', '{"title": "sent over HTTP from the page"}');
@@ -73,6 +95,13 @@ describe('the demo page in a real browser', () => {
     const file = `${SCREENSHOTS}demo.png`;
     await page.screenshot({ path: file, fullPage: true });
     console.info(`demo page screenshot: ${file}`);
+    await page.close();
+  });
+
+  it('shows a notice when the register answer says messages were missed', async () => {
+    const page = await openDemo('browser-away', (page) => answerWithMissed(page, { count: 3, since: Date.now() - 60_000 }));
+    await page.waitForSelector('#gap:visible:has-text("3 messages were given up while you were away")');
+    expect(await page.textContent('#gap')).toMatch(/the first at .+; the app should re-sync\.$/);
     await page.close();
   });
 
