@@ -38,6 +38,7 @@ export interface RedisInboxOptions {
  *   <prefix>{inbox:<enc>}:order   ZSET  id -> position (1, 2, 3, ...: insertion order)
  *   <prefix>{inbox:<enc>}:expiry  ZSET  id -> expiresAt (ms since epoch), so expired ids are a range query
  *   <prefix>{inbox:<enc>}:data    HASH  id -> the entry as JSON
+ *   <prefix>{inbox:<enc>}:acked   ZSET  id -> when the session acked it: `RedisAckLog`'s, with an expiry of its own
  *
  * The `{inbox:<enc>}` hash tag puts the three keys of a session in one Redis Cluster slot, which the
  * scripts need; it is never empty, even for an empty session id. The next position is the last
@@ -62,6 +63,14 @@ interface SessionKeys {
 }
 
 const ORDER_SUFFIX = ':order';
+
+/**
+ * What every key of a session starts with: the prefix and the session's hash tag. The acked-id log
+ * (`RedisAckLog`) builds its key on it too, so all of a session's keys share one Redis Cluster slot.
+ */
+export function sessionKeyBase(keyPrefix: string, sessionId: string): string {
+  return `${keyPrefix}{inbox:${escapeKeyPart(sessionId)}}`;
+}
 
 function keysOf(base: string): SessionKeys {
   return { order: `${base}${ORDER_SUFFIX}`, expiry: `${base}:expiry`, data: `${base}:data` };
@@ -186,6 +195,6 @@ export class RedisInbox implements Inbox {
   }
 
   private keys(sessionId: string): SessionKeys {
-    return keysOf(`${this.options.keyPrefix}{inbox:${escapeKeyPart(sessionId)}}`);
+    return keysOf(sessionKeyBase(this.options.keyPrefix, sessionId));
   }
 }
