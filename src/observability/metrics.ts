@@ -96,6 +96,11 @@ export class Metrics {
     labelNames: ['op'] as const,
     registers: [this.registry],
   });
+  readonly duplicatesSuppressed = new Counter({
+    name: 'pushcenter_duplicates_suppressed_total',
+    help: 'Reliable messages RabbitMQ redelivered that their session had already acked: acked to the broker, not emitted again',
+    registers: [this.registry],
+  });
   readonly socketRefusals = new Counter({
     name: 'pushcenter_socket_refusals_total',
     help: 'Socket connections and registrations refused, by reason',
