@@ -420,6 +420,7 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
           'pushcenter_consumer_paused',
           'pushcenter_backpressure_events_total',
           'pushcenter_inbox_total',
+          'pushcenter_duplicates_suppressed_total',
           'pushcenter_dependency_up',
           'nodejs_eventloop_lag_p99_seconds',
         ]) {

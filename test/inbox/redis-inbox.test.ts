@@ -1,56 +1,14 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { InboxEntry } from '../../src/inbox/inbox.js';
 import { RedisInbox, type RedisInboxOptions } from '../../src/inbox/redis-inbox.js';
-import { REDIS_URL, keysUnder as keysUnderPrefix, requireService, uniqueName } from '../support/services.js';
+import { REDIS_URL } from '../support/services.js';
 import { describeInbox, ids, inboxEntry, recordEvents, TRICKY_SESSION_IDS, type RecordedEvents } from './inbox.behaviour.js';
+import { RedisTestNodes } from './redis-test-nodes.js';
 
-// Two clients stand for two push-center nodes sharing one Redis.
-let node1: Redis | undefined;
-let node2: Redis | undefined;
-/** Every key of the running test is under this prefix; a new one per test. */
-let prefix = '';
-const prefixesToClean = new Set<string>();
+const redis = RedisTestNodes.use('test-inbox');
 
-function keysUnder(keyPrefix: string): Promise<string[]> {
-  return keysUnderPrefix(node1!, keyPrefix);
-}
-
-async function deleteKeysUnder(keyPrefix: string): Promise<void> {
-  const keys = await keysUnder(keyPrefix);
-  if (keys.length > 0) await node1!.unlink(...keys);
-}
-
-/** The part of a key Redis Cluster hashes: the first non-empty `{...}`, else the whole key. */
-function hashTagOf(key: string): string {
-  const open = key.indexOf('{');
-  const close = open === -1 ? -1 : key.indexOf('}', open + 1);
-  return close > open + 1 ? key.slice(open + 1, close) : key;
-}
-
-beforeAll(async () => {
-  await requireService('Redis', REDIS_URL);
-  node1 = new Redis(REDIS_URL);
-  node2 = new Redis(REDIS_URL);
-});
-
-beforeEach(() => {
-  prefix = `${uniqueName('test-inbox')}:`;
-  prefixesToClean.add(prefix);
-});
-
-afterEach(async () => {
-  if (!node1) return;
-  await deleteKeysUnder(prefix);
-  prefixesToClean.delete(prefix);
-});
-
-afterAll(async () => {
-  if (node1) for (const leftover of prefixesToClean) await deleteKeysUnder(leftover);
-  await Promise.all([node1?.quit(), node2?.quit()]);
-});
-
-describeInbox('RedisInbox', (settings, events) => new RedisInbox(node1!, { keyPrefix: prefix, ...settings }, events));
+describeInbox('RedisInbox', (settings, events) => new RedisInbox(redis.node1, { keyPrefix: redis.prefix, ...settings }, events));
 
 describe('RedisInbox shared by several nodes', () => {
   const start = 1_700_000_000_000;
@@ -70,7 +28,7 @@ describe('RedisInbox shared by several nodes', () => {
     options: Partial<RedisInboxOptions> = {},
   ): { inbox: RedisInbox; events: RecordedEvents } {
     const events = recordEvents();
-    const inbox = new RedisInbox(client, { keyPrefix: prefix, maxPerSession: 100, now: () => clock, ...options }, events);
+    const inbox = new RedisInbox(client, { keyPrefix: redis.prefix, maxPerSession: 100, now: () => clock, ...options }, events);
     opened.push(inbox);
     return { inbox, events };
   }
@@ -78,8 +36,8 @@ describe('RedisInbox shared by several nodes', () => {
   const entry = (id: string, ttlMs?: number) => inboxEntry(id, clock, ttlMs);
 
   it('keeps the bound and counts every eviction when two nodes store into one session at once', async () => {
-    const first = open(node1!, { maxPerSession: 50 });
-    const second = open(node2!, { maxPerSession: 50 });
+    const first = open(redis.node1, { maxPerSession: 50 });
+    const second = open(redis.node2, { maxPerSession: 50 });
     const stored = new Map<string, InboxEntry>();
     const stores: Promise<void>[] = [];
     for (let i = 0; i < 100; i += 1) {
@@ -106,8 +64,8 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('loses nothing when two nodes store into one session at once within the bound', async () => {
-    const first = open(node1!, { maxPerSession: 50 });
-    const second = open(node2!, { maxPerSession: 50 });
+    const first = open(redis.node1, { maxPerSession: 50 });
+    const second = open(redis.node2, { maxPerSession: 50 });
     const expected: string[] = [];
     const stores: Promise<void>[] = [];
     for (let i = 0; i < 25; i += 1) {
@@ -124,8 +82,8 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('stores a message once when two nodes store it at the same time', async () => {
-    const first = open(node1!);
-    const second = open(node2!);
+    const first = open(redis.node1);
+    const second = open(redis.node2);
     const messages = Array.from({ length: 100 }, (_, i) => entry(`m-${i}`));
     await Promise.all(messages.flatMap((m) => [first.inbox.store('s1', m), second.inbox.store('s1', m)]));
 
@@ -134,8 +92,8 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('counts each expired entry once when two nodes read the session at the same time', async () => {
-    const first = open(node1!);
-    const second = open(node2!);
+    const first = open(redis.node1);
+    const second = open(redis.node2);
     for (let i = 0; i < 100; i += 1) await first.inbox.store('s1', entry(`m-${i}`, 1_000));
 
     clock = start + 1_000;
@@ -145,8 +103,8 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('lets exactly one of two nodes remove the same acked entry', async () => {
-    const first = open(node1!);
-    const second = open(node2!);
+    const first = open(redis.node1);
+    const second = open(redis.node2);
     await first.inbox.store('s1', entry('acked'));
 
     const removed = await Promise.all([first.inbox.remove('s1', 'acked'), second.inbox.remove('s1', 'acked')]);
@@ -154,12 +112,12 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('sets one key expiry on all keys of a session: its latest entry plus the grace period', async () => {
-    const { inbox } = open(node1!, { keyExpiryGraceMs: 5_000 });
+    const { inbox } = open(redis.node1, { keyExpiryGraceMs: 5_000 });
     const expectKeyTtl = async (ms: number) => {
-      const keys = await keysUnder(prefix);
+      const keys = await redis.keysUnder();
       expect(keys).toHaveLength(3);
       for (const key of keys) {
-        const pttl = await node1!.pttl(key);
+        const pttl = await redis.node1.pttl(key);
         expect(pttl, key).toBeGreaterThan(ms - 1_000);
         expect(pttl, key).toBeLessThanOrEqual(ms);
       }
@@ -174,28 +132,27 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('keeps abandoned keys for 60 s past the latest expiry by default', async () => {
-    const { inbox } = open(node1!);
+    const { inbox } = open(redis.node1);
     await inbox.store('s1', entry('a', 10_000));
 
-    const keys = await keysUnder(prefix);
+    const keys = await redis.keysUnder();
     expect(keys).toHaveLength(3);
-    for (const key of keys) expect(await node1!.pttl(key)).toBeGreaterThan(69_000);
+    for (const key of keys) expect(await redis.node1.pttl(key)).toBeGreaterThan(69_000);
   });
 
   it('lets Redis delete an abandoned inbox by itself', async () => {
-    const { inbox } = open(node1!, { now: Date.now, keyExpiryGraceMs: 0 });
+    const { inbox } = open(redis.node1, { now: Date.now, keyExpiryGraceMs: 0 });
     await inbox.store('gone', inboxEntry('a', Date.now(), 100));
-    expect(await keysUnder(prefix)).toHaveLength(3);
+    expect(await redis.keysUnder()).toHaveLength(3);
 
-    await vi.waitFor(async () => expect(await keysUnder(prefix)).toEqual([]), { timeout: 3_000, interval: 50 });
+    await vi.waitFor(async () => expect(await redis.keysUnder()).toEqual([]), { timeout: 3_000, interval: 50 });
   });
 
   it('keeps the keys of a session in one Redis Cluster hash slot and apart from other sessions', async () => {
-    const { inbox } = open(node1!);
+    const { inbox } = open(redis.node1);
     for (const session of TRICKY_SESSION_IDS) await inbox.store(session, entry('m'));
 
-    const keysByTag = new Map<string, string[]>();
-    for (const key of await keysUnder(prefix)) keysByTag.set(hashTagOf(key), [...(keysByTag.get(hashTagOf(key)) ?? []), key]);
+    const keysByTag = await redis.keysByHashTag();
     expect(keysByTag.size).toBe(TRICKY_SESSION_IDS.length);
     for (const keys of keysByTag.values()) expect(keys).toHaveLength(3);
   });
@@ -211,9 +168,9 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('keeps working after Redis forgot its cached scripts', async () => {
-    const { inbox } = open(node1!);
+    const { inbox } = open(redis.node1);
     await inbox.store('s1', entry('a'));
-    await node1!.script('FLUSH');
+    await redis.node1.script('FLUSH');
 
     await inbox.store('s1', entry('b'));
     expect(ids(await inbox.read('s1', 10))).toEqual(['a', 'b']);
@@ -221,9 +178,9 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   it('sweeps and counts the expired entries of sessions nobody reads, under its own prefix only', async () => {
-    const { inbox, events } = open(node1!);
-    const neighbourPrefix = `${prefix}neighbour:`;
-    const neighbour = open(node1!, { keyPrefix: neighbourPrefix });
+    const { inbox, events } = open(redis.node1);
+    const neighbourPrefix = `${redis.prefix}neighbour:`;
+    const neighbour = open(redis.node1, { keyPrefix: neighbourPrefix });
     for (const session of TRICKY_SESSION_IDS) await inbox.store(session, entry('stale', 1_000));
     await inbox.store('a:b', entry('alive', 5_000));
     await neighbour.inbox.store('a:b', entry('stale', 1_000));
@@ -239,37 +196,37 @@ describe('RedisInbox shared by several nodes', () => {
 
   it('keeps what it gave up in Redis until the dead-letter queue took it, and the sweep hands it over then', async () => {
     const errors: string[] = [];
-    const { inbox, events } = open(node1!, { maxPerSession: 1, onError: (_err, message) => void errors.push(message) });
+    const { inbox, events } = open(redis.node1, { maxPerSession: 1, onError: (_err, message) => void errors.push(message) });
     events.failWith = new Error('dead-letter queue down');
     for (const id of ['a', 'b', 'c']) await inbox.store('s:1', entry(id));
 
     expect(errors).toHaveLength(2);
-    expect(await node1!.lrange(`${prefix}{inbox:s%003a1}:dead`, 0, -1)).toHaveLength(2);
+    expect(await redis.node1.lrange(`${redis.prefix}{inbox:s%003a1}:dead`, 0, -1)).toHaveLength(2);
     expect(await inbox.takeMissed('s:1')).toBeUndefined();
 
     events.failWith = undefined;
     await inbox.sweep();
     expect(events.givenUp.map((g) => `${g.sessionId}/${g.reason}/${g.id}`)).toEqual(['s:1/inbox_full/a', 's:1/inbox_full/b']);
-    expect(await node1!.exists(`${prefix}{inbox:s%003a1}:dead`)).toBe(0);
+    expect(await redis.node1.exists(`${redis.prefix}{inbox:s%003a1}:dead`)).toBe(0);
     expect(await inbox.takeMissed('s:1')).toEqual({ count: 2, since: start });
   });
 
   it('leaves a dead list to the node that is handing it over, and takes it over when that node died', async () => {
-    const { inbox, events } = open(node1!, { maxPerSession: 1 });
-    const lock = `${prefix}{inbox:s1}:dead-lock`;
-    await node1!.set(lock, 'a node that died', 'PX', 300);
+    const { inbox, events } = open(redis.node1, { maxPerSession: 1 });
+    const lock = `${redis.prefix}{inbox:s1}:dead-lock`;
+    await redis.node1.set(lock, 'a node that died', 'PX', 300);
     await inbox.store('s1', entry('a'));
     await inbox.store('s1', entry('b'));
     expect(events.givenUp).toEqual([]);
 
-    await vi.waitFor(async () => expect(await node1!.exists(lock)).toBe(0), { timeout: 3_000, interval: 25 });
+    await vi.waitFor(async () => expect(await redis.node1.exists(lock)).toBe(0), { timeout: 3_000, interval: 25 });
     await inbox.sweep();
     expect(events.givenUp).toEqual([{ sessionId: 's1', reason: 'inbox_full', id: 'a' }]);
-    expect(await node1!.exists(lock)).toBe(0);
+    expect(await redis.node1.exists(lock)).toBe(0);
   });
 
   it('sweeps on its own every sweepIntervalMs and stops when closed', async () => {
-    const { inbox, events } = open(node1!, { sweepIntervalMs: 20 });
+    const { inbox, events } = open(redis.node1, { sweepIntervalMs: 20 });
     await inbox.store('s1', entry('a', 1_000));
 
     clock = start + 1_000;
@@ -278,7 +235,7 @@ describe('RedisInbox shared by several nodes', () => {
     await inbox.close();
     await inbox.store('s2', entry('b', 1_000));
     clock = start + 5_000;
-    const scans = vi.spyOn(node1!, 'scan');
+    const scans = vi.spyOn(redis.node1, 'scan');
     try {
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(scans).not.toHaveBeenCalled();

@@ -1,0 +1,191 @@
+import { Redis } from 'ioredis';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { RedisAckLog, type RedisAckLogOptions } from '../../src/inbox/redis-ack-log.js';
+import { RedisInbox } from '../../src/inbox/redis-inbox.js';
+import { REDIS_URL } from '../support/services.js';
+import { describeAckLog } from './ack-log.behaviour.js';
+import { inboxEntry, recordEvents, TRICKY_SESSION_IDS } from './inbox.behaviour.js';
+import { RedisTestNodes } from './redis-test-nodes.js';
+
+const redis = RedisTestNodes.use('test-ack-log');
+
+describeAckLog('RedisAckLog', (settings) => new RedisAckLog(redis.node1, { keyPrefix: redis.prefix, ...settings }));
+
+/** The key of a session with a plain id (`escapeKeyPart` leaves it as it is). */
+const ackedKey = (sessionId: string): string => `${redis.prefix}{inbox:${sessionId}}:acked`;
+
+describe('RedisAckLog on Redis', () => {
+  const start = 1_700_000_000_000;
+  let clock = start;
+  const opened: RedisAckLog[] = [];
+
+  beforeEach(() => {
+    clock = start;
+  });
+
+  afterEach(async () => {
+    await Promise.all(opened.splice(0).map((log) => log.close()));
+    vi.restoreAllMocks();
+  });
+
+  function open(client: Redis, options: Partial<RedisAckLogOptions> = {}): RedisAckLog {
+    const log = new RedisAckLog(client, { keyPrefix: redis.prefix, now: () => clock, ...options });
+    opened.push(log);
+    return log;
+  }
+
+  /** A batch window no test outlasts: a batch goes out only when full or closed. */
+  const NEVER = 60_000;
+
+  it('keeps the ids in one sorted set per session, stamped with the time they were recorded', async () => {
+    const log = open(redis.node1);
+    await log.record('s1', 'm:1');
+    clock += 5;
+    await log.record('s1', 'm-2');
+
+    expect(await redis.keysUnder()).toEqual([ackedKey('s1')]);
+    expect(await redis.node1.zrange(ackedKey('s1'), '0', '-1', 'WITHSCORES')).toEqual([
+      'm%003a1',
+      String(start),
+      'm-2',
+      String(start + 5),
+    ]);
+  });
+
+  it("puts a session's acked ids in its inbox's Redis Cluster hash slot, apart from other sessions", async () => {
+    const log = open(redis.node1);
+    const inbox = new RedisInbox(redis.node1, { keyPrefix: redis.prefix, maxPerSession: 10, now: () => clock }, recordEvents());
+    try {
+      for (const session of TRICKY_SESSION_IDS) {
+        await inbox.store(session, inboxEntry('m', clock));
+        await log.record(session, 'm');
+      }
+    } finally {
+      await inbox.close();
+    }
+
+    const keysByTag = await redis.keysByHashTag();
+    expect(keysByTag.size).toBe(TRICKY_SESSION_IDS.length);
+    for (const keys of keysByTag.values()) {
+      expect(keys).toHaveLength(4);
+      expect(keys.filter((key) => key.endsWith(':acked'))).toHaveLength(1);
+    }
+  });
+
+  it('sets the key to expire ttlMs after the latest record, 10 minutes by default', async () => {
+    const key = ackedKey('s1');
+    await open(redis.node1).record('s1', 'm');
+    expect(await redis.node1.pttl(key)).toBeGreaterThan(600_000 - 5_000);
+    expect(await redis.node1.pttl(key)).toBeLessThanOrEqual(600_000);
+
+    await open(redis.node1, { ttlMs: 30_000 }).record('s1', 'n');
+    expect(await redis.node1.pttl(key)).toBeGreaterThan(30_000 - 5_000);
+    expect(await redis.node1.pttl(key)).toBeLessThanOrEqual(30_000);
+  });
+
+  it('lets Redis delete the ids of a session that stopped acking', async () => {
+    const log = open(redis.node1, { now: Date.now, ttlMs: 200 });
+    await log.record('gone', 'm');
+    expect(await redis.keysUnder()).toHaveLength(1);
+
+    await vi.waitFor(async () => expect(await redis.keysUnder()).toEqual([]), { timeout: 3_000, interval: 50 });
+    expect(await log.has('gone', 'm')).toBe(false);
+  });
+
+  it('shows what one node recorded to another', async () => {
+    await open(redis.node1).record('s1', 'm');
+
+    expect(await open(redis.node2).has('s1', 'm')).toBe(true);
+  });
+
+  it('sends the records of one tick in one pipeline, at most maxBatch records each', async () => {
+    const pipelines = vi.spyOn(redis.node1, 'pipeline');
+    const log = open(redis.node1, { maxBatch: 500 });
+    const records: Promise<void>[] = [];
+    for (let i = 0; i < 1_200; i += 1) records.push(log.record(`s-${i % 10}`, `m-${i}`));
+    await Promise.all(records);
+
+    expect(pipelines).toHaveBeenCalledTimes(3);
+    expect(await redis.node1.zcard(ackedKey('s-3'))).toBe(120);
+  });
+
+  it('lets records made within batchWindowMs share the round trip of the first', async () => {
+    const pipelines = vi.spyOn(redis.node1, 'pipeline');
+    const log = open(redis.node1, { batchWindowMs: NEVER });
+    const first = log.record('s1', 'm-1');
+    await new Promise((resolve) => setImmediate(resolve));
+    const second = log.record('s2', 'm-2');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(pipelines).not.toHaveBeenCalled();
+
+    await log.close();
+    await Promise.all([first, second]);
+    expect(pipelines).toHaveBeenCalledTimes(1);
+    expect(await open(redis.node2).has('s2', 'm-2')).toBe(true);
+  });
+
+  it('sends a batch as soon as it holds maxBatch records', async () => {
+    const pipelines = vi.spyOn(redis.node1, 'pipeline');
+    const log = open(redis.node1, { batchWindowMs: NEVER, maxBatch: 3 });
+    await Promise.all([log.record('s1', 'a'), log.record('s1', 'b'), log.record('s2', 'c')]);
+    expect(pipelines).toHaveBeenCalledTimes(1);
+
+    const fourth = log.record('s1', 'd');
+    expect(await open(redis.node2).has('s1', 'd')).toBe(false);
+    await log.close();
+    await fourth;
+    expect(await open(redis.node2).has('s1', 'd')).toBe(true);
+  });
+
+  it('has an id recorded on this node before its batch is sent', async () => {
+    const log = open(redis.node1, { batchWindowMs: NEVER });
+    const recorded = log.record('s1', 'm');
+
+    expect(await log.has('s1', 'm')).toBe(true);
+    expect(await log.has('s1', 'other')).toBe(false);
+    await log.close();
+    await recorded;
+  });
+
+  it('rejects every record of a batch Redis could not take, and records again once Redis is back', async () => {
+    const client = new Redis(REDIS_URL, { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    client.on('error', () => undefined);
+    try {
+      const log = open(client);
+      const failed = await Promise.allSettled([log.record('s1', 'a'), log.record('s2', 'b'), log.record('s1', 'c')]);
+      expect(failed.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+
+      await client.connect().catch(() => undefined);
+      await vi.waitFor(() => expect(client.status).toBe('ready'), { timeout: 3_000, interval: 10 });
+      await Promise.all([log.record('s1', 'a'), log.record('s2', 'b')]);
+      expect(await log.has('s1', 'a')).toBe(true);
+      expect(await log.has('s2', 'b')).toBe(true);
+    } finally {
+      client.disconnect();
+    }
+  });
+
+  it('rejects the records of a batch in which a command failed', async () => {
+    await redis.node1.set(ackedKey('broken'), 'not a sorted set');
+    const log = open(redis.node1);
+
+    const outcomes = await Promise.allSettled([log.record('broken', 'a'), log.record('fine', 'b')]);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected']);
+    expect(String((outcomes[0] as PromiseRejectedResult).reason)).toMatch(/WRONGTYPE/);
+  });
+
+  it('rejects has when Redis cannot be reached', async () => {
+    const closedClient = new Redis(REDIS_URL);
+    await closedClient.quit();
+
+    await expect(open(closedClient).has('s1', 'm')).rejects.toThrow();
+  });
+
+  it('refuses records after close', async () => {
+    const log = open(redis.node1);
+    await log.close();
+
+    await expect(log.record('s1', 'm')).rejects.toThrow(/closed/);
+    expect(await redis.keysUnder()).toEqual([]);
+  });
+});
