@@ -19,9 +19,12 @@ import { Gateway } from './gateway/gateway.js';
 import type { PushServer } from './gateway/protocol.js';
 import { JwtAuthenticator } from './gateway/jwt-auth.js';
 import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type DeadLettersView, type Readiness } from './http/server.js';
+import type { AckLog } from './inbox/ack-log.js';
 import { inboxDeadLetters } from './inbox/dead-letters.js';
 import type { Inbox } from './inbox/inbox.js';
+import { MemoryAckLog } from './inbox/memory-ack-log.js';
 import { MemoryInbox } from './inbox/memory-inbox.js';
+import { RedisAckLog } from './inbox/redis-ack-log.js';
 import { RedisInbox } from './inbox/redis-inbox.js';
 import { AmqpQueue } from './ingest/amqp/amqp-queue.js';
 import { registerNotificationRoute } from './ingest/http-route.js';
@@ -37,6 +40,7 @@ export interface AppOverrides {
   logger?: Logger;
   queue?: NotificationQueue;
   inbox?: Inbox;
+  ackLog?: AckLog;
   /** The node's session directory and bus, both or neither (when built here, the bus starts first). */
   cluster?: NodeCluster;
   auth?: Authenticator;
@@ -54,6 +58,7 @@ interface Parts {
   metrics: Metrics;
   queue: NotificationQueue;
   inbox: Inbox;
+  ackLog: AckLog;
   cluster: NodeCluster;
   auth: Authenticator;
   /** Redis connections this node opened (closed last). */
@@ -86,6 +91,7 @@ export class App {
   readonly metrics: Metrics;
   readonly queue: NotificationQueue;
   readonly inbox: Inbox;
+  readonly ackLog: AckLog;
   readonly directory: SessionDirectory;
   readonly bus: NodeBus;
   readonly gateway: Gateway;
@@ -165,6 +171,10 @@ export class App {
         }, gaveUp)
         : new MemoryInbox(bounds, gaveUp));
       if (!overrides.inbox) built.push(inbox);
+      const ackLog = overrides.ackLog ?? (client
+        ? new RedisAckLog(client, { keyPrefix: config.redis.keyPrefix })
+        : new MemoryAckLog());
+      if (!overrides.ackLog) built.push(ackLog);
       const auth = overrides.auth ?? (config.auth.mode === 'jwt'
         ? await JwtAuthenticator.create({
           secret: config.auth.jwtSecret,
@@ -186,7 +196,7 @@ export class App {
       for (const [part, name] of Object.entries(FAST_PATH_PART_NAMES) as Array<[keyof FastPathParts, string]>) {
         metrics.fastPath.set({ part: name }, fastPath[part] ? 1 : 0);
       }
-      return new App(config, { logger, metrics, queue, inbox, cluster, auth, redis, adapter, http, fastPath });
+      return new App(config, { logger, metrics, queue, inbox, ackLog, cluster, auth, redis, adapter, http, fastPath });
     } catch (err) {
       for (const part of built.reverse()) {
         await part.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing after a failed start-up'));
@@ -203,6 +213,7 @@ export class App {
     this.metrics = metrics;
     this.queue = parts.queue;
     this.inbox = parts.inbox;
+    this.ackLog = parts.ackLog;
     this.directory = parts.cluster.directory;
     this.bus = parts.cluster.bus;
     this.redis = parts.redis;
@@ -245,6 +256,7 @@ export class App {
       directory: this.directory,
       bus: this.bus,
       inbox: this.inbox,
+      acked: this.ackLog,
       metrics,
       logger: this.logger.child({ component: 'dispatch' }),
     });
@@ -337,7 +349,7 @@ export class App {
     await this.http.close();
     await this.queue.close();
     // The directory before the bus: other nodes stop forwarding here before nobody listens.
-    await Promise.all([this.inbox.close(), this.directory.close().then(() => this.bus.close())]);
+    await Promise.all([this.inbox.close(), this.ackLog.close(), this.directory.close().then(() => this.bus.close())]);
     await Promise.all(this.redis.map(quitRedis));
     logger.info('stopped');
   }

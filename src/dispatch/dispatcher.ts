@@ -1,5 +1,6 @@
 import type { ForwardOutcome, NodeBus } from '../cluster/bus.js';
 import type { SessionDirectory } from '../cluster/directory.js';
+import type { AckLog } from '../inbox/ack-log.js';
 import type { Inbox } from '../inbox/inbox.js';
 import type { Delivery } from '../ingest/queue.js';
 import type { NotificationParser } from '../notification/parse.js';
@@ -20,6 +21,8 @@ export interface DispatcherDeps {
   /** How messages reach other nodes (also: whether groups can reach them now). */
   bus: NodeBus;
   inbox: Inbox;
+  /** Which reliable messages sessions acked lately: a redelivered one they acked is not emitted again. */
+  acked: AckLog;
   metrics: Metrics;
   logger: Logger;
 }
@@ -119,8 +122,9 @@ export class Dispatcher {
         if (local === 'behind') deps.sessions.spilled(sessionId);
         resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
       };
-      if (notification.reliable) deps.sessions.offer(sessionId, envelope, answer);
-      else answer(deps.sessions.send(sessionId, envelope));
+      if (!notification.reliable) answer(deps.sessions.send(sessionId, envelope));
+      // Recorded here, where the client acked, before the sending node acks the broker.
+      else deps.sessions.offer(sessionId, envelope, (local) => this.recordedIfDelivered(sessionId, notification.id, local, answer));
     }));
     deps.bus.onReplay((sessionId) => deps.sessions.replay(sessionId));
   }
@@ -264,16 +268,54 @@ export class Dispatcher {
   }
 
   private reliableToSession(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
+    if (!routing.delivery.redelivered) {
+      this.attemptReliable(sessionId, n, envelope, routing);
+      return;
+    }
+    // A node may have died after the session acked it and before the broker heard: ask first.
+    this.deps.acked.has(sessionId, n.id).then(
+      (acked) => {
+        if (!acked) {
+          this.attemptReliable(sessionId, n, envelope, routing);
+          return;
+        }
+        this.deps.metrics.duplicatesSuppressed.inc();
+        this.deps.logger.debug({ session: sessionId, id: n.id }, 'redelivered message already acked by its session; not emitted again');
+        routing.done(true);
+      },
+      (err: unknown) => {
+        this.deps.logger.debug({ err, session: sessionId, id: n.id }, 'acked-id log unavailable; a redelivered message may be a duplicate');
+        this.attemptReliable(sessionId, n, envelope, routing);
+      },
+    );
+  }
+
+  /** Records a client's ack before reporting it (so that a redelivery after this point is suppressed). */
+  private recordedIfDelivered(sessionId: string, id: string, local: LocalOutcome, then: (local: LocalOutcome) => void): void {
+    if (local !== 'delivered') {
+      then(local);
+      return;
+    }
+    this.deps.acked.record(sessionId, id).then(
+      () => then(local),
+      (err: unknown) => {
+        this.deps.logger.debug({ err, session: sessionId, id }, 'could not record an ack; a redelivery of it would be emitted again');
+        then(local);
+      },
+    );
+  }
+
+  private attemptReliable(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
     const attempt = new ReliableAttempt(sessionId, n, envelope, routing);
     const known = this.deps.directory.knownRemoteNodes(sessionId);
     // The local offer, and either each known remote node or the directory lookup.
     attempt.waiting = 1 + (known ? known.length : 1);
     this.holds.add(attempt);
-    this.deps.sessions.offer(sessionId, envelope, (local) => {
+    this.deps.sessions.offer(sessionId, envelope, (offered) => this.recordedIfDelivered(sessionId, n.id, offered, (local) => {
       if (local === 'no_sockets') attempt.noLocalSockets = true;
       if (local === 'behind') attempt.spillOwed = true;
       this.answered(attempt, local === 'delivered');
-    });
+    }));
     if (known) {
       this.forwardTo(attempt, known);
       return;

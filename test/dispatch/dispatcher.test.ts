@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ForwardHandler, ForwardOutcome } from '../../src/cluster/bus.js';
 import type { NodeBus } from '../../src/cluster/bus.js';
 import type { SessionDirectory } from '../../src/cluster/directory.js';
@@ -7,6 +7,8 @@ import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
 import type { LocalOutcome, LocalSessions } from '../../src/dispatch/local-sessions.js';
 import type { Inbox, InboxEntry, StoreOptions } from '../../src/inbox/inbox.js';
+import type { AckLog } from '../../src/inbox/ack-log.js';
+import { MemoryAckLog } from '../../src/inbox/memory-ack-log.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
 import type { Delivery } from '../../src/ingest/queue.js';
 import { NotificationParser } from '../../src/notification/parse.js';
@@ -100,8 +102,7 @@ class FakeCluster implements SessionDirectory, NodeBus {
 class FakeDelivery implements Delivery {
   settled: string[] = [];
   deadLetterReason: string | undefined;
-  readonly redelivered = false;
-  constructor(readonly message: Delivery['message']) {}
+  constructor(readonly message: Delivery['message'], readonly redelivered = false) {}
   ack(): void {
     this.settled.push('ack');
   }
@@ -124,7 +125,8 @@ class FakeDelivery implements Delivery {
  */
 let cacheWarm = true;
 
-function setup(options: { inbox?: Inbox } = {}) {
+function setup(options: { inbox?: Inbox; acked?: AckLog } = {}) {
+  const acked = options.acked ?? new MemoryAckLog();
   const config = loadConfig({});
   const metrics = new Metrics({ defaultMetrics: false });
   const gateway = new FakeSessions();
@@ -138,14 +140,15 @@ function setup(options: { inbox?: Inbox } = {}) {
     directory: cluster,
     bus: cluster,
     inbox,
+    acked,
     metrics,
     logger: pino({ level: 'silent' }),
   });
-  const send = async (body: unknown, message: Partial<Delivery['message']> = {}) => {
+  const send = async (body: unknown, message: Partial<Delivery['message']> = {}, redelivered = false) => {
     const delivery = new FakeDelivery({
       body: Buffer.from(typeof body === 'string' ? body : JSON.stringify(body)),
       ...message,
-    });
+    }, redelivered);
     dispatcher.handle(delivery);
     await dispatcher.idle();
     return delivery;
@@ -155,7 +158,7 @@ function setup(options: { inbox?: Inbox } = {}) {
     return metric.values.filter((v) => Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x))
       .reduce((sum, v) => sum + v.value, 0);
   };
-  return { gateway, cluster, inbox, metrics, dispatcher, send, count };
+  return { gateway, cluster, inbox, acked, metrics, dispatcher, send, count };
 }
 
 describe.each([
@@ -413,7 +416,7 @@ describe('dispatcher across nodes', () => {
   });
 
   it('delivers a message forwarded by another node to its local sockets and reports back', async () => {
-    const { cluster, gateway } = setup();
+    const { cluster, gateway, acked } = setup();
     gateway.answers.set('mine', 'delivered');
     const now = Date.now();
     const notification = {
@@ -422,5 +425,67 @@ describe('dispatcher across nodes', () => {
     };
     expect(await cluster.handler!('mine', notification)).toBe('delivered');
     expect(await cluster.handler!('not-here', notification)).toBe('not_delivered');
+    // Recorded where the client acked, before the answer lets the other node ack the broker.
+    expect(await acked.has('mine', 'fw')).toBe(true);
+    expect(await acked.has('not-here', 'fw')).toBe(false);
+  });
+});
+
+describe('no needless duplicates', () => {
+  /** An acked-id log that notes each call, and can be down. */
+  function notingLog(events: string[], down = false): AckLog {
+    const inner = new MemoryAckLog();
+    return {
+      record: async (sessionId, id) => {
+        if (down) throw new Error('redis down');
+        await inner.record(sessionId, id);
+        events.push(`record ${sessionId}/${id}`);
+      },
+      has: async (sessionId, id) => {
+        if (down) throw new Error('redis down');
+        return inner.has(sessionId, id);
+      },
+      close: () => inner.close(),
+    };
+  }
+
+  it('records the client ack before the broker message is acked', async () => {
+    const events: string[] = [];
+    const { gateway, send } = setup({ acked: notingLog(events) });
+    gateway.answers.set('s1', 'delivered');
+    const delivery = await send({ id: 'm', session: 's1', data: 1 });
+    events.push(...delivery.settled);
+    expect(events).toEqual(['record s1/m', 'ack']);
+  });
+
+  it('acks a redelivered message its session already acked without emitting it, and counts it', async () => {
+    const { gateway, send, metrics, acked } = setup();
+    gateway.answers.set('s1', 'delivered');
+    await acked.record('s1', 'm');
+    const delivery = await send({ id: 'm', session: ['s1', 's2'], data: 1 }, {}, true);
+    expect(delivery.settled).toEqual(['ack']);
+    // Only s2, which had not acked it, is offered it (s2 has no sockets: it goes to its inbox).
+    expect(gateway.emitted).toEqual([]);
+    expect((await metrics.duplicatesSuppressed.get()).values[0]?.value).toBe(1);
+  });
+
+  it('offers a redelivered message its session did not ack, and one it cannot ask about', async () => {
+    const events: string[] = [];
+    for (const down of [false, true]) {
+      const { gateway, send, metrics } = setup({ acked: notingLog(events, down) });
+      gateway.answers.set('s1', 'delivered');
+      const delivery = await send({ id: `m-${down}`, session: 's1', data: 1 }, {}, true);
+      expect(delivery.settled).toEqual(['ack']);
+      expect(gateway.emitted.map((e) => e.envelope.id)).toEqual([`m-${down}`]);
+      expect((await metrics.duplicatesSuppressed.get()).values[0]?.value ?? 0).toBe(0);
+    }
+  });
+
+  it('does not ask about a message delivered the first time', async () => {
+    const { gateway, send, acked } = setup();
+    const asked = vi.spyOn(acked, 'has');
+    gateway.answers.set('s1', 'delivered');
+    await send({ id: 'm', session: 's1', data: 1 });
+    expect(asked).not.toHaveBeenCalled();
   });
 });
