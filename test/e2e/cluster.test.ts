@@ -2,6 +2,7 @@ import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { getJson, metric, post, sleep, until } from '../support/harness.js';
 import { ClusterUnderTest, Tab } from '../support/cluster.js';
+import { killOwnerDuring } from '../support/kill-run.js';
 import { AMQP_URL, REDIS_URL, cleanupRealEngines, requireService, uniqueName } from '../support/services.js';
 
 let amqp: ChannelModel;
@@ -127,6 +128,15 @@ describe('a cluster of three nodes', () => {
 });
 
 describe('failures and restarts', () => {
+  it('kill -9 of the node holding a session during 2,000 messages to it: every one delivered, waiting or dead-lettered', async () => {
+    const { run, cluster: c, tab: victim } = await killOwnerDuring(publisher, { total: 2000, killAfter: 400, settleMs: 40_000 });
+    cluster = c;
+    tabs.push(victim);
+    console.info(`kill -9 of the owner during 2000 messages: ${JSON.stringify(run)}`);
+    expect(run.balance.missing).toEqual([]);
+    expect(run.balance.delivered + run.balance.waiting + Object.values(run.balance.dead).reduce((a, b) => a + b, 0)).toBe(2000);
+  }, 90_000);
+
   it('kill -9 of a node with 5,000 reliable messages in flight: every id is delivered at least once', async () => {
     const c = await threeNodes({ AMQP_PREFETCH: '100' });
     const sessions = Array.from({ length: 30 }, (_, i) => `kill-${i}`);

@@ -1,0 +1,80 @@
+import type { ConfirmChannel } from 'amqplib';
+import { Redis } from 'ioredis';
+import { ClusterUnderTest, Tab } from './cluster.js';
+import { balance, type Balance, type DeadLetterSeen } from './conservation.js';
+import { metric, until } from './harness.js';
+import { REDIS_URL, uniqueName } from './services.js';
+
+/** What one kill -9 run saw. */
+export interface KillRun {
+  balance: Balance;
+  /** Redeliveries the surviving node acked without emitting (the session had acked them). */
+  suppressed: number;
+  /** Arrivals at the client beyond the first per id. */
+  duplicatesDelivered: number;
+  /** Set when the register answer after the move carried a gap notice. */
+  gapNotices: number;
+  /** ms from the kill until every id was accounted for. */
+  settledMs: number;
+}
+
+/**
+ * Two node processes on one queue; one session's tab on A; `total` reliable messages to it published
+ * to the queue (both nodes consume, B forwards to A); A is killed with SIGKILL once the tab has
+ * `killAfter` of them; the tab moves to B. Waits until every id is delivered, waiting in the inbox or
+ * dead-lettered, or `settleMs` passed, and returns the balance (the caller asserts on it).
+ */
+export async function killOwnerDuring(
+  publisher: ConfirmChannel,
+  options: { total: number; killAfter: number; settleMs: number; env?: Record<string, string> },
+): Promise<{ run: KillRun; cluster: ClusterUnderTest; tab: Tab }> {
+  const cluster = new ClusterUnderTest(uniqueName('test-kill'), { ACK_TIMEOUT_MS: '2000', AMQP_PREFETCH: '200', ...options.env });
+  await Promise.all([cluster.start('A'), cluster.start('B')]);
+  const tab = new Tab('victim', [], () => cluster.liveUrls()[0]);
+  try {
+    await tab.open(cluster.url('A'));
+    const ids = Array.from({ length: options.total }, (_, i) => `v-${String(i).padStart(5, '0')}`);
+    for (const id of ids) {
+      publisher.sendToQueue(cluster.name, Buffer.from(JSON.stringify({ id, session: 'victim', data: id })),
+        { persistent: true, contentType: 'application/json', messageId: id });
+    }
+    await publisher.waitForConfirms();
+    await until(() => new Set(tab.ids()).size, (n) => n >= options.killAfter, 30_000);
+    await cluster.stop('A', 'SIGKILL');
+    const killedAt = Date.now();
+    const survivor = cluster.url('B');
+
+    const redis = new Redis(REDIS_URL, { lazyConnect: true });
+    await redis.connect();
+    const dead: DeadLetterSeen[] = [];
+    const account = async () => {
+      for (;;) {
+        const letter = await publisher.get(`${cluster.name}.dead`, { noAck: true });
+        if (!letter) break;
+        dead.push({ id: letter.properties.messageId as string | undefined, reason: String(letter.properties.headers?.['x-pushcenter-error']) });
+      }
+      // The ids are plain: the inbox keeps them as they are (see RedisInbox's key layout).
+      const waiting = await redis.zrange(`${cluster.name}:{inbox:victim}:order`, '0', '-1');
+      return balance(ids, { delivered: tab.ids(), waiting, deadLettered: dead });
+    };
+    let result: Balance;
+    try {
+      result = await until(account, (b) => b.missing.length === 0, options.settleMs).catch(() => account());
+    } finally {
+      redis.disconnect();
+    }
+    const settledMs = Date.now() - killedAt;
+    const run: KillRun = {
+      balance: result,
+      suppressed: await metric(survivor, 'pushcenter_duplicates_suppressed_total'),
+      duplicatesDelivered: tab.received.length - new Set(tab.ids()).size,
+      gapNotices: await metric(survivor, 'pushcenter_gap_notices_total'),
+      settledMs,
+    };
+    return { run, cluster, tab };
+  } catch (err) {
+    tab.close();
+    await cluster.stopAll();
+    throw err;
+  }
+}
