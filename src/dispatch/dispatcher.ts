@@ -404,6 +404,7 @@ export class Dispatcher {
       metrics.delivery('session', true, 'expired');
       return true;
     }
+    if (attempt.remotes.length > 0 && await this.ackedElsewhere(attempt)) return true;
     // A session with sockets is behind or not acking: its backlog may grow past the away bound.
     const connected = !attempt.noLocalSockets || attempt.remotes.length > 0;
     try {
@@ -423,6 +424,22 @@ export class Dispatcher {
     }
     // `no_sockets` is known at once; an emit still waiting for its ack is not waited for here.
     await this.replayAfterStore(attempt);
+    return true;
+  }
+
+  /**
+   * A forward that failed or timed out may have been acked all the same (the owning node recorded it,
+   * then died or its answer was lost): then it is not stored, or it would be replayed as a duplicate.
+   */
+  private async ackedElsewhere(attempt: ReliableAttempt): Promise<boolean> {
+    const { sessionId, notification: n } = attempt;
+    try {
+      if (!(await this.deps.acked.has(sessionId, n.id))) return false;
+    } catch {
+      return false;
+    }
+    this.deps.metrics.duplicatesSuppressed.inc();
+    this.deps.metrics.delivery('session', true, 'delivered');
     return true;
   }
 

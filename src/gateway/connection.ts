@@ -38,7 +38,11 @@ interface Emit extends Timed<Emit> {
   id: number;
   /** Its callback waits in socket.io's ack map too (sent before this socket's acks were read directly). */
   inSocketIoMap: boolean;
+  /** The message's id: an inbox replay waits for this emit instead of sending the message again. */
+  messageId: string;
   done: (acked: boolean) => void;
+  /** Replays waiting for this emit's outcome. */
+  watchers: Array<(acked: boolean) => void> | undefined;
 }
 
 /**
@@ -114,7 +118,9 @@ export class Connection {
       done(false);
       return;
     }
-    const emit: Emit = { id: -1, inSocketIoMap: false, done, at: 0, prev: undefined, next: undefined };
+    const emit: Emit = {
+      id: -1, inSocketIoMap: false, messageId: envelope.id, done, watchers: undefined, at: 0, prev: undefined, next: undefined,
+    };
     this.unacked.add(emit);
     const plain = this.socket as unknown as Socket;
     if (this.direct) {
@@ -145,6 +151,8 @@ export class Connection {
   replay(): void {
     const sessionId = this.sessionId;
     if (sessionId === undefined || this.closed) return;
+    // Until the inbox is found empty, newer messages queue behind what it holds.
+    this.backlog = true;
     if (this.replaying === sessionId) {
       this.replayAgain = true;
       return;
@@ -221,6 +229,7 @@ export class Connection {
   private finish(emit: Emit, acked: boolean): void {
     if (emit.inSocketIoMap) socketIoAcks(this.socket as unknown as Socket).delete(emit.id);
     emit.done(acked);
+    if (emit.watchers) for (const watcher of emit.watchers) watcher(acked);
     // Caught up (everything acked, none left waiting): what went to its inbox meanwhile follows now. A
     // socket that does not ack at all never gets here, so it is not offered its inbox again and again.
     if (acked && this.backlog && this.unacked.size === 0 && this.replaying === undefined) this.replay();
@@ -243,8 +252,10 @@ export class Connection {
         }
         const acks = await Promise.all(entries.map((entry) => this.offer(entry)));
         const acked = entries.filter((_, i) => acks[i]);
-        await Promise.all(acked.map((entry) => inbox.remove(sessionId, entry.id)));
-        if (acked.length > 0) metrics.inbox.inc({ op: 'replayed' }, acked.length);
+        // An entry acked as a late direct emit may have been removed by the dispatcher already.
+        const removed = await Promise.all(acked.map((entry) => inbox.remove(sessionId, entry.id)));
+        const replayed = removed.filter(Boolean).length;
+        if (replayed > 0) metrics.inbox.inc({ op: 'replayed' }, replayed);
         if (acked.length < entries.length) return;
       }
     } catch (err) {
@@ -254,7 +265,16 @@ export class Connection {
     }
   }
 
+  /**
+   * Sends an inbox entry, or, when this socket still has it out (stored at the hold time while its
+   * ack was awaited), waits for that emit instead of sending a duplicate.
+   */
   private offer(entry: InboxEntry): Promise<boolean> {
+    for (let emit = this.unacked.head; emit; emit = emit.next) {
+      if (emit.messageId !== entry.id) continue;
+      const out = emit;
+      return new Promise((resolve) => (out.watchers ??= []).push(resolve));
+    }
     const { expiresAt: _expiresAt, ...envelope } = entry;
     return new Promise((resolve) => this.sendWithAck(envelope, resolve));
   }

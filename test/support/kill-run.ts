@@ -59,11 +59,16 @@ export async function killOwnerDuring(
     };
     let result: Balance;
     try {
-      result = await until(account, (b) => b.missing.length === 0, options.settleMs).catch(() => account());
+      // Settled: every id delivered or dead-lettered. What still waits then is reported as waiting.
+      result = await until(account, (b) => b.missing.length === 0 && b.waiting === 0, options.settleMs).catch(account);
     } finally {
       redis.disconnect();
     }
     const settledMs = Date.now() - killedAt;
+    if (process.env.KILL_RUN_DEBUG) {
+      const seen = new Map<string, number>();
+      tab.ids().forEach((id, i) => { if (seen.has(id)) console.info(`dup ${id} first at ${seen.get(id)} again at ${i}`); else seen.set(id, i); });
+    }
     const run: KillRun = {
       balance: result,
       suppressed: await metric(survivor, 'pushcenter_duplicates_suppressed_total'),
