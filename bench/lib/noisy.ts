@@ -265,6 +265,7 @@ export async function runNoisy(env: RunEnv, plan: NoisyPlan, run: TargetRun, res
     const othersDelivery = deliveryOf(steady.published() - start.published, steady.failed() - start.failed,
       stats.totals.received - start.snap.received, stats.totals.unique - start.snap.unique);
     const inbox = figuresBefore && figuresAfter ? delta(figuresAfter.inbox, figuresBefore.inbox) : undefined;
+    const deadLetters = figuresBefore && figuresAfter ? delta(figuresAfter.deadLetters, figuresBefore.deadLetters) : undefined;
     result.noisy = {
       floodSession: plan.floodSession,
       flood: plan.flood,
@@ -284,13 +285,15 @@ export async function runNoisy(env: RunEnv, plan: NoisyPlan, run: TargetRun, res
       },
       othersDelivery,
       inbox,
+      deadLetters,
       timeline,
     };
     const f = result.noisy.flooded;
     env.print(`${label} flood     done (${end.reason}): published in ${f.publishS ?? '—'} s, ${fmt(f.unique)} of ${fmt(f.published)} received` +
       (f.drainS !== undefined ? `, the last ${f.drainS} s after the first publish` : '') +
       `, ${fmt(f.lost)} lost, ${fmt(f.duplicates)} duplicates, ${fmt(f.outOfOrder)} out of order` +
-      (inbox ? `; push-center's inbox: ${Object.entries(inbox).map(([op, n]) => `${op} ${fmt(n)}`).join(', ') || 'not used'}` : ''));
+      (inbox ? `; push-center's inbox: ${counts(inbox) || 'not used'}` : '') +
+      (deadLetters ? `; dead-lettered: ${counts(deadLetters) || 'none'}` : ''));
     env.print(`${label} others    before the flood ${latencyText(baseline)}; during it (${during.seconds} s) ${latencyText(during)}; ` +
       `after it (${after.seconds} s) ${latencyText(after)}; ` +
       `${fmt(othersDelivery.unique)} of ${fmt(othersDelivery.published)} received, ${fmt(othersDelivery.lost)} lost, ` +
@@ -298,6 +301,11 @@ export async function runNoisy(env: RunEnv, plan: NoisyPlan, run: TargetRun, res
   } finally {
     await flood.close();
   }
+}
+
+/** `stored 2,000, replayed 1,900`. */
+export function counts(record: Record<string, number>): string {
+  return Object.entries(record).map(([key, n]) => `${key} ${fmt(n)}`).join(', ');
 }
 
 interface FloodWait {

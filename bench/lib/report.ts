@@ -1,3 +1,4 @@
+import { counts } from './noisy.js';
 import type { NoisyWindow, PhaseResult, RunResults, ScenarioName, TargetResult } from './results.js';
 
 /** The results as tables: printed at the end, and the markdown file for docs/BENCHMARKS.md. */
@@ -231,14 +232,15 @@ function noisyNotes(t: TargetResult): string[] {
   if (!n) return [];
   const f = n.flooded;
   const ended = { complete: 'every message received', quiet: 'nothing more arrived for 5 s', timeout: 'timed out', aborted: 'interrupted' }[f.end];
-  const inbox = n.inbox ? Object.entries(n.inbox).map(([op, count]) => `${op} ${num(count)}`).join(', ') || 'not used' : 'unknown';
+  const inbox = n.inbox ? counts(n.inbox) || 'not used' : 'unknown';
+  const deadLetters = n.deadLetters ? counts(n.deadLetters) || 'none' : 'unknown';
   return [
     `${t.system}: session ${n.floodSession} got ${num(n.flood)} messages in one burst, published in ` +
       `${f.publishS === undefined ? '— (not all confirmed)' : `${f.publishS} s`}` +
       (f.publishFailures + n.othersDelivery.publishFailures > 0
         ? ` (RabbitMQ refused ${num(f.publishFailures)} of the flood, ${num(n.othersDelivery.publishFailures)} steady)` : '') +
       `; the wait for them ended: ${ended}; ` +
-      `push-center's inbox from the flood to the end: ${inbox}`,
+      `push-center's inbox from the flood to the end: ${inbox}; dead-lettered: ${deadLetters}`,
     `${t.system}: ${num(n.others)} other sessions at ${num(n.steadyRate)} msgs/s in total (windows: ${n.baseline.seconds} s before, ` +
       `${n.during.seconds} s during the flood, ${n.after.seconds} s after it)` +
       (n.steadySkipped ? `; the publisher fell behind and skipped ${num(n.steadySkipped)} steady sends` : ''),

@@ -206,8 +206,10 @@ export interface NoisyResult {
     outOfOrder: number;
   };
   othersDelivery: Delivery;
-  /** push-center's inbox counters over the flood and the drain (stored, replayed, evicted, expired). */
+  /** push-center's inbox counters from the flood to the end (stored, replayed, evicted, expired). */
   inbox: Record<string, number> | undefined;
+  /** Messages push-center dead-lettered from the flood to the end, by reason (servers that count them). */
+  deadLetters: Record<string, number> | undefined;
   timeline: TimelinePoint[];
 }
 

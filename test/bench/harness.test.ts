@@ -8,6 +8,7 @@ import { parseOptions, UsageError, type Options } from '../../bench/lib/options.
 import { Pacer } from '../../bench/lib/pacer.js';
 import { cpuTable, markdown } from '../../bench/lib/report.js';
 import { bucketOf } from '../../bench/lib/histogram.js';
+import { nodeFigures, parsePrometheus, sumFigures } from '../../bench/lib/metrics.js';
 import {
   ArrivalTally, CATCH_UP_MS, deliveryOf, drainSeconds, FLOOD_QUIET_MS, floodEnd, floodTimeoutS, OthersWindow, type FloodWatch,
 } from '../../bench/lib/noisy.js';
@@ -404,6 +405,13 @@ describe('noisy neighbour', () => {
     }
   });
 
+  it('reads push-center\'s dead letters by reason, summed over nodes; none from a server without the counter', () => {
+    const node = nodeFigures(parsePrometheus('pushcenter_dead_letters_total{reason="inbox_full"} 3\npushcenter_dead_letters_total{reason="not_json"} 1\n'));
+    expect(node.deadLetters).toEqual({ inbox_full: 3, not_json: 1 });
+    expect(sumFigures([node, node]).deadLetters).toEqual({ inbox_full: 6, not_json: 2 });
+    expect(nodeFigures(parsePrometheus('pushcenter_inbox_total{op="stored"} 5\n')).deadLetters).toEqual({});
+  });
+
   it('reports the others before and during the flood, and the flood\'s drain, order and losses', () => {
     const window = (p99: number, server: number, rssMaxMB = 120.4): NoisyWindow => ({
       seconds: 10, publishedPerS: 2000, deliveredPerS: 1990, latency: { count: 1, p50: 3, p90: 5, p99, p999: p99, max: p99 + 40 },
@@ -415,6 +423,7 @@ describe('noisy neighbour', () => {
       flooded: { ...deliveryOf(50_000, 0, 2_000, 2_000), publishS: 4.2, drainS: 6.5, complete: false, end: 'quiet', outOfOrder: 17 },
       othersDelivery: deliveryOf(30_000, 0, 30_000, 30_000),
       inbox: { stored: 49_000, evicted: 48_000, replayed: 1_000 },
+      deadLetters: {},
       timeline: [],
     };
     const results = {
@@ -434,6 +443,7 @@ describe('noisy neighbour', () => {
       '48,000 / 0', '0 / 0', '30 / 95 / 60', '120 / 140 / 120',
     ]);
     expect(text).toContain('session s1000 got 50,000 messages in one burst, published in 4.2 s; the wait for them ended: ' +
-      'nothing more arrived for 5 s; push-center\'s inbox from the flood to the end: stored 49,000, evicted 48,000, replayed 1,000');
+      'nothing more arrived for 5 s; push-center\'s inbox from the flood to the end: stored 49,000, evicted 48,000, replayed 1,000; ' +
+      'dead-lettered: none');
   });
 });
