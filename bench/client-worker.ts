@@ -9,8 +9,9 @@ import type { BenchData } from './lib/payload.js';
  * the lean socket.io client of `lib/lean-socket.ts`, or with socket.io-client itself) in bounded
  * batches, registers each (`register` with an ack), and then counts every envelope by message
  * (per client, so duplicates show), acks reliable ones at once, and measures publish → receive latency
- * from `data.t`. Reports to the parent every 100 ms. Exits on `stop`, when the parent goes away, or when
- * the parent's heartbeats stop.
+ * from `data.t`. Reports to the parent every 100 ms. A traced session (the noisy scenario's flooded one)
+ * is not counted with the others: each of its arrivals, sequence number and time, goes to the parent.
+ * Exits on `stop`, when the parent goes away, or when the parent's heartbeats stop.
  */
 
 interface Envelope {
@@ -30,6 +31,8 @@ interface Client {
   socket: BenchSocket;
   sessionId: string;
   seen: Set<number>;
+  /** Traced: arrivals not yet reported, flat [seq, received at, ...]. */
+  arrivals: number[] | undefined;
 }
 
 const clients: Client[] = [];
@@ -49,6 +52,11 @@ function send(report: WorkerReport): void {
 
 function attach(client: Client): void {
   client.socket.onMessage((envelope, ack) => {
+    if (client.arrivals) {
+      client.arrivals.push(envelope.data.s, Date.now());
+      if (typeof ack === 'function') ack();
+      return;
+    }
     const ms = Date.now() - envelope.data.t;
     received += 1;
     if (!client.seen.has(envelope.data.s)) {
@@ -99,9 +107,9 @@ function openSocketIo(url: string, timeoutMs: number): Promise<BenchSocket> {
   });
 }
 
-function connectOne(kind: ClientKind, url: string, sessionId: string, timeoutMs: number): Promise<Client> {
+function connectOne(kind: ClientKind, url: string, sessionId: string, timeoutMs: number, traced: boolean): Promise<Client> {
   return (kind === 'lean' ? openLean(url, timeoutMs) : openSocketIo(url, timeoutMs)).then((socket) => {
-    const client: Client = { socket, sessionId, seen: new Set() };
+    const client: Client = { socket, sessionId, seen: new Set(), arrivals: traced ? [] : undefined };
     attach(client);
     return register(socket, sessionId, timeoutMs).then(() => client, (err: unknown) => {
       socket.close();
@@ -116,12 +124,13 @@ async function connectAll(command: Extract<WorkerCommand, { type: 'connect' }>):
   let next = 0;
   let failed = 0;
   const errors: string[] = [];
+  const traced = new Set(command.traced);
   const progress = setInterval(() => send({ type: 'connecting', connected: clients.length, failed }), 1000);
   const lane = async () => {
     while (next < command.sessionIds.length && !stopping) {
       const sessionId = command.sessionIds[next++]!;
       try {
-        clients.push(await connectOne(command.client, command.url, sessionId, command.timeoutMs));
+        clients.push(await connectOne(command.client, command.url, sessionId, command.timeoutMs, traced.has(sessionId)));
       } catch (err) {
         failed += 1;
         if (errors.length < 5) errors.push(`${sessionId}: ${(err as Error).message}`);
@@ -156,6 +165,11 @@ async function reregisterAll(): Promise<void> {
 function report(): void {
   send({ type: 'stats', received, unique, acked, disconnects, hist: latency.takeDelta(), max: maxSinceReport });
   maxSinceReport = 0;
+  for (const client of clients) {
+    if (!client.arrivals?.length) continue;
+    send({ type: 'arrivals', sessionId: client.sessionId, records: client.arrivals });
+    client.arrivals = [];
+  }
 }
 
 function stop(code: number): void {

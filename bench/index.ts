@@ -126,7 +126,10 @@ async function main(): Promise<number> {
   const results: TargetResult[] = [];
   const plans = planTargets(options, ctx, results);
   const services = servicePids();
-  print(`push-center bench ${runId}: ${options.scenarios.join(', ')}; ${options.clients.toLocaleString('en-US')} clients; ` +
+  const noisyClients = (options.others + 1).toLocaleString('en-US');
+  const clientsText = options.scenarios.length === 1 && options.scenarios[0] === 'noisy' ? `${noisyClients} clients`
+    : `${options.clients.toLocaleString('en-US')} clients${options.scenarios.includes('noisy') ? ` (noisy: ${noisyClients})` : ''}`;
+  print(`push-center bench ${runId}: ${options.scenarios.join(', ')}; ${clientsText}; ` +
     `peers: ${options.peers.join(', ') || 'none'}; ${plans.length} systems to run, about ${Math.ceil(estimateSeconds(options, plans) / 60)} min`);
   print(`RabbitMQ ${versions.rabbitmq}, Redis ${versions.redis}, Node.js ${process.version}, ${machine.cpuModel} × ${machine.cores}, ` +
     `load average ${machine.loadAverageAtStart.join(' ')}`);
@@ -174,6 +177,9 @@ async function main(): Promise<number> {
       serverEnv: options.serverEnv,
       loadSched,
       serverSession: options.serverSession,
+      noisy: options.scenarios.includes('noisy')
+        ? { flood: options.flood, others: options.others, steadyRate: options.steadyRate }
+        : undefined,
     },
     targets: results,
   };

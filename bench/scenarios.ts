@@ -1,4 +1,5 @@
 import type { Options, PeerName } from './lib/options.js';
+import { sessionId } from './lib/payload.js';
 import type { TargetResult } from './lib/results.js';
 import { backlogScenario, halfRateWarmupS, type TargetPlan } from './lib/runner.js';
 import { consumesFromQueue } from './lib/systems.js';
@@ -14,6 +15,7 @@ import {
  * - group: one group holding every client; fan-out deliveries per second
  * - two-nodes: two push-center nodes, clients split, so about half of the messages are forwarded
  * - overload: twice the reliable capacity for the overload duration, then drain and count losses
+ * - noisy: one session flooded with a burst while the others get a steady rate (bench/lib/noisy.ts)
  */
 export function planTargets(options: Options, ctx: SystemContext, results: TargetResult[]): TargetPlan[] {
   const plans: TargetPlan[] = [];
@@ -52,6 +54,15 @@ export function planTargets(options: Options, ctx: SystemContext, results: Targe
         });
         break;
       }
+      case 'noisy': {
+        // Sessions s0 … s<others-1> get the steady rate; the flooded one is the client after them.
+        const s: SystemSpec = { ...spec('pc'), sessions: options.others };
+        plans.push({
+          scenario, kind: 'push-center', spec: s, clients: options.others + 1, fanout: 1, start: () => startPushCenter(ctx, s, 1),
+          noisy: { flood: options.flood, rate: options.steadyRate, floodSession: sessionId(options.others), others: options.others },
+        });
+        break;
+      }
     }
   }
   return plans;
@@ -78,6 +89,9 @@ export function estimateSeconds(options: Options, plans: TargetPlan[]): number {
         ? 0 : options.warmupS + Math.min(options.durationS, 10) + 2;
       // The backlog of twice the capacity drains faster than it grew (the publisher no longer competes).
       total += probe + 1.75 * options.overloadDurationS + 5;
+    } else if (plan.noisy) {
+      // Baseline and after windows; the burst arrives at a few thousand messages a second.
+      total += options.warmupS + 2 * options.durationS + plan.noisy.flood / 3000 + 5;
     } else {
       total += options.warmupS + options.durationS + 1 + halfRateWarmupS(options) + options.halfDurationS + 1;
       // The backlog phase: filling the queue (at most 12 s), the window, the rest of the queue drained.

@@ -10,6 +10,8 @@ export interface FleetOptions {
   /** The server each worker's clients connect to (two nodes: alternate). */
   urlForWorker: (worker: number) => string;
   groups: string[];
+  /** Sessions whose arrivals are recorded one by one and kept out of `stats` (see `arrivals`). */
+  traced?: string[];
   /** Compiled `client-worker.js`. */
   workerModule: string;
   cwd: string;
@@ -31,6 +33,8 @@ export interface ConnectResult {
  */
 export class ClientFleet {
   readonly stats = new DeliveryStats();
+  /** Each traced session's arrivals so far: flat [sequence number, received at (ms), ...]. */
+  readonly arrivals = new Map<string, number[]>();
   private readonly workers: Child[] = [];
   private readonly heartbeat: NodeJS.Timeout;
   private readonly listeners = new Set<(worker: number, report: WorkerReport) => void>();
@@ -72,7 +76,8 @@ export class ClientFleet {
         for (let i = w; i < clients; i += workers) sessionIds.push(sessionId(i));
         // Generous (a loaded machine connects slowly) but bounded.
         const ready = this.next(w, 'ready', 60_000 + timeoutMs + sessionIds.length * 20);
-        this.send(child, { type: 'connect', client: this.options.client, url: this.options.urlForWorker(w), sessionIds, groups, concurrency, timeoutMs });
+        this.send(child, { type: 'connect', client: this.options.client, url: this.options.urlForWorker(w), sessionIds, groups, concurrency, timeoutMs,
+          traced: this.options.traced ?? [] });
         return ready;
       }));
       return {
@@ -114,6 +119,11 @@ export class ClientFleet {
 
   private onReport(worker: number, report: WorkerReport): void {
     if (report.type === 'stats') this.stats.apply(worker, report);
+    if (report.type === 'arrivals') {
+      const records = this.arrivals.get(report.sessionId);
+      if (records) for (const value of report.records) records.push(value);
+      else this.arrivals.set(report.sessionId, report.records);
+    }
     for (const listener of this.listeners) listener(worker, report);
   }
 

@@ -31,6 +31,11 @@ export type WorkerCommand =
     /** Connections (handshake + register) in flight at once in this worker. */
     concurrency: number;
     timeoutMs: number;
+    /**
+     * Sessions whose every arrival is recorded and reported as `arrivals` instead of being counted in
+     * `stats` (the noisy scenario's flooded session).
+     */
+    traced: string[];
   }
   | { type: 'reregister' }
   | { type: 'heartbeat' }
@@ -42,6 +47,8 @@ export type WorkerReport =
   | { type: 'connecting'; connected: number; failed: number }
   | { type: 'ready'; connected: number; failed: number; errors: string[]; ms: number }
   | { type: 'reregistered'; ok: number; failed: number }
+  /** A traced session's arrivals since the previous report: flat [sequence number, received at (ms), ...]. */
+  | { type: 'arrivals'; sessionId: string; records: number[] }
   | { type: 'stopped' };
 
 /** How a generating peer (the direct socket.io server) runs a phase. */

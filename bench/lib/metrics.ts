@@ -33,6 +33,8 @@ export interface NodeFigures {
   inbox: Record<string, number>;
   /** reason → count. */
   backpressure: Record<string, number>;
+  /** reason → messages dead-lettered (`pushcenter_dead_letters_total`; absent on older servers). */
+  deadLetters: Record<string, number>;
   received: number;
   invalid: number;
   /** `pushcenter_event_loop_busy_seconds_total`, summed over the nodes. */
@@ -47,7 +49,7 @@ export interface NodeFigures {
 
 export function nodeFigures(samples: Sample[]): NodeFigures {
   const figures: NodeFigures = {
-    paused: 0, inflight: 0, connected: 0, rssBytes: 0, deliveries: {}, inbox: {}, backpressure: {}, received: 0, invalid: 0,
+    paused: 0, inflight: 0, connected: 0, rssBytes: 0, deliveries: {}, inbox: {}, backpressure: {}, deadLetters: {}, received: 0, invalid: 0,
     loopBusySeconds: 0, gcSeconds: 0, gcOver100ms: 0, loopLagMaxSeconds: 0,
   };
   for (const { name, labels, value } of samples) {
@@ -66,6 +68,7 @@ export function nodeFigures(samples: Sample[]): NodeFigures {
       case 'pushcenter_deliveries_total': add(figures.deliveries, `${labels.target}:${labels.mode}:${labels.outcome}`, value); break;
       case 'pushcenter_inbox_total': add(figures.inbox, labels.op ?? '', value); break;
       case 'pushcenter_backpressure_events_total': add(figures.backpressure, labels.reason ?? '', value); break;
+      case 'pushcenter_dead_letters_total': add(figures.deadLetters, labels.reason ?? '', value); break;
     }
   }
   return figures;
@@ -93,6 +96,7 @@ export function sumFigures(list: NodeFigures[]): NodeFigures {
     for (const [key, value] of Object.entries(f.deliveries)) add(total.deliveries, key, value);
     for (const [key, value] of Object.entries(f.inbox)) add(total.inbox, key, value);
     for (const [key, value] of Object.entries(f.backpressure)) add(total.backpressure, key, value);
+    for (const [key, value] of Object.entries(f.deadLetters)) add(total.deadLetters, key, value);
   }
   return total;
 }

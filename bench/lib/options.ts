@@ -1,7 +1,7 @@
 import type { ClientKind } from './ipc.js';
 import type { ScenarioName } from './results.js';
 
-export const SCENARIOS: readonly ScenarioName[] = ['reliable', 'volatile', 'group', 'two-nodes', 'overload'];
+export const SCENARIOS: readonly ScenarioName[] = ['reliable', 'volatile', 'group', 'two-nodes', 'overload', 'noisy'];
 export const PEERS = ['direct', 'rabbitmq', 'emitter', 'original'] as const;
 export type PeerName = (typeof PEERS)[number];
 
@@ -40,6 +40,12 @@ export interface Options {
    * the publisher fills the queue, then thawed, so the window holds no publishing (`--no-backlog`: skip).
    */
   backlog: boolean;
+  /** Scenario `noisy`: reliable messages published in one burst to the flooded session. */
+  flood: number;
+  /** Scenario `noisy`: messages per second, in total, to the other sessions. */
+  steadyRate: number;
+  /** Scenario `noisy`: the other sessions (one client each); the flooded one comes on top. */
+  others: number;
 }
 
 /** How push-center nodes run unless --server-env NODE_OPTIONS says otherwise. */
@@ -55,7 +61,8 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --clients N          simulated websocket clients (default 10000; --quick 500)
   --duration S         seconds measured at the maximum rate per system (default 10; --quick 5),
                        then a third of it (at least 3 s) at half that rate for latency;
-                       also the overload duration when given (default 60; --quick 8)
+                       also the overload duration when given (default 60; --quick 8);
+                       noisy: its baseline window, and the least of its after window
   --quick              a small, fast smoke run: 500 clients, 5 s phases, 8 s overload
   --client lean|socket.io
                        the simulated browsers' socket.io client: the bench's minimal one (default;
@@ -80,6 +87,11 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --no-backlog         skip the backlog phase (reliable, volatile): each system that consumes from
                        RabbitMQ drains a full queue, filled while its consumers were frozen, so the
                        publisher takes no CPU in that window
+  --flood N            noisy: reliable messages published in one burst to the flooded session
+                       (default 50000; --quick 10000)
+  --steady-rate N      noisy: messages per second, in total, to the other sessions (default 2000)
+  --others N           noisy: the other sessions, one client each (default 1000; --quick 500);
+                       noisy ignores --clients
   --profile            write V8 CPU profiles of the push-center nodes, and all they print, to <out>/profiles
   --help               this text
 `;
@@ -97,7 +109,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
       flags.add(name);
       continue;
     }
-    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched', 'server-session'].includes(name)) {
+    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched', 'server-session',
+      'flood', 'steady-rate', 'others'].includes(name)) {
       throw new UsageError(`unknown option --${name}`);
     }
     const value = inline ?? argv[++i];
@@ -166,5 +179,8 @@ export function parseOptions(argv: string[]): Options | 'help' {
     loadSched,
     serverSession,
     backlog: !flags.has('no-backlog'),
+    flood: int('flood', quick ? 10_000 : 50_000, 1, 1_000_000),
+    steadyRate: int('steady-rate', 2000, 1, 100_000),
+    others: int('others', quick ? 500 : 1000, workers, 100_000),
   };
 }

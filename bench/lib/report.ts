@@ -1,4 +1,5 @@
-import type { PhaseResult, RunResults, ScenarioName, TargetResult } from './results.js';
+import { counts } from './noisy.js';
+import type { NoisyWindow, PhaseResult, RunResults, ScenarioName, TargetResult } from './results.js';
 
 /** The results as tables: printed at the end, and the markdown file for docs/BENCHMARKS.md. */
 
@@ -8,6 +9,7 @@ export const SCENARIO_TITLES: Record<ScenarioName, string> = {
   group: 'One group of every client (fan-out)',
   'two-nodes': 'Two push-center nodes, clients split (about half of the messages forwarded)',
   overload: 'Overload: twice the reliable capacity, then drain',
+  noisy: 'Noisy neighbour: one session flooded with a burst, the others at a steady rate',
 };
 
 
@@ -74,7 +76,9 @@ function facts(r: RunResults): string[] {
       `${s.halfRateDurationS} s at half of it; overload ${s.overloadDurationS} s; push-center from ${s.server}${env ? ` with ${env}` : ''}` +
       (s.loadSched === 'SCHED_BATCH' ? '; load generator (client workers, publisher) under SCHED_BATCH' : '') +
       (s.serverSession === 'own' ? '; each server in a session (autogroup) of its own'
-        : '; servers in the bench\'s session (autogroup)'),
+        : '; servers in the bench\'s session (autogroup)') +
+      (s.noisy ? `; noisy: a burst of ${num(s.noisy.flood)} reliable messages to one session, ${num(s.noisy.others)} other sessions ` +
+        `at ${num(s.noisy.steadyRate)} msgs/s in total` : ''),
   ];
 }
 
@@ -89,6 +93,7 @@ function phase(target: TargetResult, name: string): PhaseResult | undefined {
 function scenarioTable(results: RunResults, scenario: ScenarioName): string[] {
   const targets = results.targets.filter((t) => t.scenario === scenario);
   if (scenario === 'overload') return overloadTable(targets);
+  if (scenario === 'noisy') return noisyTable(targets);
   const group = scenario === 'group';
   // Two nodes are compared with one node (the reliable scenario), the others with push-center in their table.
   const reference = scenario === 'two-nodes'
@@ -190,11 +195,64 @@ function overloadTable(targets: TargetResult[]): string[] {
   return table(header, rows);
 }
 
+/** The others' latency before, during and after the flood; the flood's drain and order; everyone's losses. */
+function noisyTable(targets: TargetResult[]): string[] {
+  const header = ['system', 'others msgs/s before / during / after', 'others before the flood p50 / p99 / max (ms)',
+    'others during the flood p50 / p99 / max (ms)', 'others after it p50 / p99 / max (ms)', 'flood received / published',
+    'flood drain (s)', 'flood out of order', 'flood lost / dup', 'others lost / dup', 'server CPU % before / during / after',
+    'server RSS max (MB) before / during / after'];
+  const rows = targets.map((t) => {
+    const n = t.noisy;
+    if (!n) return [t.system, `failed: ${firstLine(t.error ?? 'no result')}`, ...Array(header.length - 2).fill('')];
+    const latency = (w: NoisyWindow) => `${ms(w.latency.p50)} / ${ms(w.latency.p99)} / ${ms(w.latency.max)}`;
+    const windows = [n.baseline, n.during, n.after];
+    const each = (cell: (w: NoisyWindow) => string) => windows.map(cell).join(' / ');
+    const f = n.flooded;
+    return [
+      t.system + (t.error ? ' (failed)' : ''),
+      each((w) => num(w.deliveredPerS)),
+      latency(n.baseline),
+      latency(n.during),
+      latency(n.after),
+      `${num(f.unique)} / ${num(f.published)}`,
+      f.drainS === undefined ? '—' : f.drainS.toFixed(1) + (f.complete ? '' : ' (incomplete)'),
+      num(f.outOfOrder),
+      `${num(f.lost)} / ${num(f.duplicates)}`,
+      `${num(n.othersDelivery.lost)} / ${num(n.othersDelivery.duplicates)}`,
+      each((w) => (w.cpu ? String(w.cpu.server) : '—')),
+      each((w) => (w.rssMaxMB === undefined ? '—' : num(w.rssMaxMB))),
+    ];
+  });
+  return table(header, rows);
+}
+
+/** How the flood went, in words: its publishing, why the wait ended, push-center's inbox. */
+function noisyNotes(t: TargetResult): string[] {
+  const n = t.noisy;
+  if (!n) return [];
+  const f = n.flooded;
+  const ended = { complete: 'every message received', quiet: 'nothing more arrived for 5 s', timeout: 'timed out', aborted: 'interrupted' }[f.end];
+  const inbox = n.inbox ? counts(n.inbox) || 'not used' : 'unknown';
+  const deadLetters = n.deadLetters ? counts(n.deadLetters) || 'none' : 'unknown';
+  return [
+    `${t.system}: session ${n.floodSession} got ${num(n.flood)} messages in one burst, published in ` +
+      `${f.publishS === undefined ? '— (not all confirmed)' : `${f.publishS} s`}` +
+      (f.publishFailures + n.othersDelivery.publishFailures > 0
+        ? ` (RabbitMQ refused ${num(f.publishFailures)} of the flood, ${num(n.othersDelivery.publishFailures)} steady)` : '') +
+      `; the wait for them ended: ${ended}; ` +
+      `push-center's inbox from the flood to the end: ${inbox}; dead-lettered: ${deadLetters}`,
+    `${t.system}: ${num(n.others)} other sessions at ${num(n.steadyRate)} msgs/s in total (windows: ${n.baseline.seconds} s before, ` +
+      `${n.during.seconds} s during the flood, ${n.after.seconds} s after it)` +
+      (n.steadySkipped ? `; the publisher fell behind and skipped ${num(n.steadySkipped)} steady sends` : ''),
+  ];
+}
+
 function scenarioNotes(results: RunResults, scenario: ScenarioName): string[] {
   const notes: string[] = [];
   for (const t of results.targets.filter((x) => x.scenario === scenario)) {
     if (t.error) notes.push(`${t.system}: ${firstLine(t.error)}`);
     for (const note of t.notes) notes.push(`${t.system}: ${note}`);
+    notes.push(...noisyNotes(t));
     const max = phase(t, 'max');
     if (max && max.queueDepthMax !== undefined && t.kind !== 'rabbitmq' && max.queueDepthMax < 100 && max.deliveredPerS > 0 && scenario !== 'group') {
       notes.push(`${t.system}: the queue stayed nearly empty at the maximum rate (max depth ${max.queueDepthMax}): the publisher, not the system, may have been the limit`);

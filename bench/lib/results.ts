@@ -4,7 +4,7 @@ import type { SystemKind } from './systems.js';
 
 /** The machine-readable results (`results-<timestamp>.json`). */
 
-export type ScenarioName = 'reliable' | 'volatile' | 'group' | 'two-nodes' | 'overload';
+export type ScenarioName = 'reliable' | 'volatile' | 'group' | 'two-nodes' | 'overload' | 'noisy';
 
 export interface CpuShare {
   /** Percent of one core over the measured window (200 = both cores of this machine). */
@@ -135,6 +135,84 @@ export interface OverloadResult {
   reregistered: { ok: number; failed: number } | undefined;
 }
 
+/** A window of the noisy scenario, measured on the other (steadily fed) sessions. */
+export interface NoisyWindow {
+  seconds: number;
+  /** Steady messages published per second (the flood not included). */
+  publishedPerS: number;
+  /** Distinct messages the other sessions received per second. */
+  deliveredPerS: number;
+  /** Their publish → client latency (messages received in the window). */
+  latency: LatencySummary;
+  cpu: CpuShare | undefined;
+  /** The push-center node's largest RSS in the window. */
+  rssMaxMB: number | undefined;
+}
+
+/** Published against received, by distinct message. */
+export interface Delivery {
+  published: number;
+  publishFailures: number;
+  /** Envelopes received, duplicates included. */
+  received: number;
+  /** Distinct messages received. */
+  unique: number;
+  duplicates: number;
+  /** Published and never received (distinct): published − unique. */
+  lost: number;
+}
+
+/**
+ * The noisy neighbour: one session flooded with a burst of reliable messages while the others each
+ * receive a steady rate; how the others fared before and during the flood, and the flood's own drain.
+ */
+export interface NoisyResult {
+  /** The flooded session's id. */
+  floodSession: string;
+  /** Messages in the burst. */
+  flood: number;
+  /** The other sessions. */
+  others: number;
+  /** Messages per second asked for, in total across the others. */
+  steadyRate: number;
+  /** Steady sends the publisher skipped because its process had fallen behind the schedule (see Pacer). */
+  steadySkipped: number;
+  /** Before the flood: the others alone. */
+  baseline: NoisyWindow;
+  /**
+   * From the burst's first publish until its last message arrived, or later while the others had not yet
+   * received every steady message published until then (queued behind the flood; at most 10 s more once
+   * the flood was complete).
+   */
+  during: NoisyWindow;
+  /**
+   * From the end of `during`, the steady rate alone again: until the wait for the flood ended, and at
+   * least the baseline's length.
+   */
+  after: NoisyWindow;
+  flooded: Delivery & {
+    /** Seconds from the burst's first publish until its last publish was confirmed by RabbitMQ. */
+    publishS: number | undefined;
+    /** Seconds from the burst's first publish until the last of its distinct messages was received. */
+    drainS: number | undefined;
+    /** Every published message was received. */
+    complete: boolean;
+    /**
+     * Why the wait ended: every message received, nothing more arrived for 5 s after the burst was
+     * published, the time was up, or the run was interrupted.
+     */
+    end: 'complete' | 'quiet' | 'timeout' | 'aborted';
+    /** Arrivals of a message published before one that had already arrived. */
+    outOfOrder: number;
+  };
+  othersDelivery: Delivery;
+  /** push-center's inbox counters from the flood to the end (stored, replayed, evicted, expired). */
+  inbox: Record<string, number> | undefined;
+  /** Messages push-center dead-lettered from the flood to the end, by reason (servers that count them). */
+  deadLetters: Record<string, number> | undefined;
+  timeline: TimelinePoint[];
+}
+
 export interface TargetResult {
   scenario: ScenarioName;
   kind: SystemKind;
@@ -145,6 +223,8 @@ export interface TargetResult {
   idle: { rss0MB: number; rssNMB: number; perConnectionKB: number } | undefined;
   phases: PhaseResult[];
   overload: OverloadResult | undefined;
+  /** Scenario `noisy` (absent in older results). */
+  noisy?: NoisyResult | undefined;
   serverAlive: boolean;
   error: string | undefined;
   notes: string[];
@@ -180,6 +260,8 @@ export interface RunResults {
     loadSched?: 'SCHED_BATCH' | 'normal';
     /** Whether each server ran in a session (autogroup) of its own (absent: older runs, shared). */
     serverSession?: 'own' | 'shared';
+    /** Scenario `noisy`: the burst, the other sessions and their steady rate (messages/s in total). */
+    noisy?: { flood: number; others: number; steadyRate: number };
   };
   targets: TargetResult[];
 }

@@ -6,6 +6,7 @@ import { cpuSeconds, stolenSeconds, delta, outcomes, scrapeNode, sumFigures, typ
 import type { Options } from './options.js';
 import { GROUP } from './payload.js';
 import type { CpuShare, OverloadResult, PhaseResult, ScenarioName, TargetResult, TimelinePoint } from './results.js';
+import { runNoisy, type NoisyPlan } from './noisy.js';
 import type { DeliveryStats, Snapshot } from './stats.js';
 import type { System, SystemKind, SystemSpec } from './systems.js';
 
@@ -33,6 +34,8 @@ export interface TargetPlan {
   start: () => Promise<System>;
   /** Overload: publish at twice this (messages/s); undefined: measure it first. */
   capacity?: () => { value: number; source: string } | undefined;
+  /** Scenario `noisy`: the flood, its session, and the steady rate to the others. */
+  noisy?: NoisyPlan;
 }
 
 interface PhasePlan {
@@ -58,7 +61,7 @@ const SESSION_BACKLOG = { min: 1000, max: 10_000 };
 const GROUP_BACKLOG_MIN = 3;
 const GROUP_BACKLOG_DELIVERIES = 200_000;
 
-const MB = 2 ** 20;
+export const MB = 2 ** 20;
 
 /**
  * The backlog phase: the consumers stay frozen at most this long while the queue fills. Below socket.io's
@@ -105,6 +108,7 @@ export async function runTarget(env: RunEnv, plan: TargetPlan, label: string): P
         workers: env.options.workers,
         urlForWorker: (w) => system!.urls[w % system!.urls.length]!,
         groups: plan.spec.target === 'group' ? [GROUP] : [],
+        traced: plan.noisy ? [plan.noisy.floodSession] : [],
         workerModule: env.workerModule,
         cwd: env.root,
       });
@@ -145,6 +149,8 @@ export async function runTarget(env: RunEnv, plan: TargetPlan, label: string): P
     run.startSampling();
     if (plan.scenario === 'overload') {
       await runOverload(env, plan, run, result);
+    } else if (plan.noisy) {
+      await runNoisy(env, plan.noisy, run, result);
     } else {
       const max = await run.phase({
         name: 'max', mode: 'max', rate: 0, warmupS: env.options.warmupS, measureS: env.options.durationS,
@@ -293,7 +299,7 @@ export function halfRateWarmupS(options: Pick<Options, 'quick'>): number {
 }
 
 /** The measuring side of one target: samplers, phases, drains. */
-class TargetRun {
+export class TargetRun {
   private sampler: NodeJS.Timeout | undefined;
   private scraper: NodeJS.Timeout | undefined;
   private latest: NodeFigures | undefined;
@@ -305,6 +311,8 @@ class TargetRun {
   private pausedSeconds = 0;
   /** When `latest` was scraped. */
   private latestAt = 0;
+  /** When the scrape that gave `latest` was sent. */
+  private latestAskedAt = 0;
   private lastPausedAt = 0;
   /** Unique deliveries at the start of the current phase. */
   phaseStartUnique: number | undefined;
@@ -313,6 +321,8 @@ class TargetRun {
   private pausedAtPhaseStart = 0;
   /** Longest event-loop delay the scrapes reported since the measured window opened (seconds). */
   private lagMax = 0;
+  /** Windows measured outside `phase` (see trackRss): the largest RSS each saw. */
+  private readonly rssTrackers = new Set<{ max: number }>();
 
   constructor(
     private readonly env: RunEnv,
@@ -328,6 +338,7 @@ class TargetRun {
       this.rssNow = sumRss(this.system);
       if (this.rssNow !== undefined && this.rssNow > this.rssMax) this.rssMax = this.rssNow;
       if (this.rssNow !== undefined && this.rssNow > this.rssMaxPhase) this.rssMaxPhase = this.rssNow;
+      for (const tracker of this.rssTrackers) if (this.rssNow !== undefined && this.rssNow > tracker.max) tracker.max = this.rssNow;
     }, 250);
     if (this.system.nodeUrls.length > 0) {
       this.lastPausedAt = Date.now();
@@ -342,6 +353,17 @@ class TargetRun {
     clearInterval(this.scraper);
   }
 
+  /** The largest RSS of the servers from now until `untrackRss` (bytes; sampled every 250 ms). */
+  trackRss(): { max: number } {
+    const tracker = { max: this.rssNow ?? 0 };
+    this.rssTrackers.add(tracker);
+    return tracker;
+  }
+
+  untrackRss(tracker: { max: number }): void {
+    this.rssTrackers.delete(tracker);
+  }
+
   /** The latest push-center figures, fresh. */
   async figures(): Promise<NodeFigures | undefined> {
     if (this.system.nodeUrls.length === 0) return undefined;
@@ -349,12 +371,29 @@ class TargetRun {
     return this.latest;
   }
 
+  /**
+   * push-center's figures from a scrape sent after this call (`figures` may return the previous one while
+   * a scrape is in flight); undefined without push-center or when none succeeds within 5 s.
+   */
+  async freshFigures(): Promise<NodeFigures | undefined> {
+    if (this.system.nodeUrls.length === 0) return undefined;
+    const asked = Date.now();
+    while (Date.now() - asked < 5000) {
+      await this.scrape();
+      if (this.latestAskedAt >= asked) return this.latest;
+      await sleep(20);
+    }
+    return undefined;
+  }
+
   private async scrape(): Promise<void> {
     if (this.scraping) return;
     this.scraping = true;
     try {
+      const askedAt = Date.now();
       const list = await Promise.all(this.system.nodeUrls.map(scrapeNode));
       const now = Date.now();
+      this.latestAskedAt = askedAt;
       const figures = sumFigures(list);
       // Paused time: the gauge integrated over time, one sample per scrape.
       if (this.latest?.paused) this.pausedSeconds += (now - this.lastPausedAt) / 1000;
@@ -638,14 +677,15 @@ class TargetRun {
     return false;
   }
 
-  /** One progress line; returns the new reference point. */
-  private progress(
+  /** One progress line (`extra` at its end); returns the new reference point. */
+  progress(
     phase: string,
     second: number,
     of: number,
     previous: { at: number; published: number; snap: Snapshot },
     timeline: TimelinePoint[],
     began: number,
+    extra = '',
   ): { at: number; published: number; snap: Snapshot } {
     const now = { at: Date.now(), published: this.system.publisher.published(), snap: this.stats.snapshot() };
     const seconds = Math.max(0.001, (now.at - previous.at) / 1000);
@@ -671,16 +711,16 @@ class TargetRun {
       (inflight !== undefined ? `  inflight ${fmt(inflight)}` : '') +
       (paused !== undefined ? `  paused ${paused.toFixed(1)} s` : '') +
       (lagMs !== undefined ? `  loop delay ${lagMs} ms` : '') +
-      (this.plan.clients > 0 && now.snap.disconnects > 0 ? `  disconnects ${fmt(now.snap.disconnects)}` : ''));
+      (this.plan.clients > 0 && now.snap.disconnects > 0 ? `  disconnects ${fmt(now.snap.disconnects)}` : '') + extra);
     return now;
   }
 
-  private assertAlive(): void {
+  assertAlive(): void {
     const dead = [...this.system.servers, ...this.system.helpers].find((child) => !child.alive());
     if (dead) throw new Error(`${dead.name} exited during the run (${dead.exitStatus() ?? 'status unknown'})`);
   }
 
-  private cpuNow(): CpuSample {
+  cpuNow(): CpuSample {
     const sum = (pids: number[]) => pids.reduce((total, pid) => total + (cpuSeconds(pid) ?? 0), 0);
     const usage = process.cpuUsage();
     return {
@@ -697,12 +737,12 @@ class TargetRun {
 }
 
 /** CPU seconds so far of each party, at a moment (ms since epoch). */
-interface CpuSample extends Required<Omit<CpuShare, 'steal'>> {
+export interface CpuSample extends Required<Omit<CpuShare, 'steal'>> {
   at: number;
   steal: number | undefined;
 }
 
-function cpuShare(a: CpuSample, b: CpuSample): CpuShare {
+export function cpuShare(a: CpuSample, b: CpuSample): CpuShare {
   const seconds = (b.at - a.at) / 1000;
   // A process that exited meanwhile drops out of the sum: never report less than nothing.
   const share = (from: number, to: number) => Math.max(0, round(((to - from) / seconds) * 100));

@@ -71,6 +71,11 @@ export interface System {
   processed(): number | undefined;
   /** Two nodes: messages forwarded from one node to the other so far. */
   forwarded(): number | undefined;
+  /**
+   * push-center: another backend publishing to the same queue, to targets of its own (the noisy
+   * scenario's flood); the caller closes it before the system.
+   */
+  anotherPublisher?: (target: (seq: number) => Target) => Promise<AmqpPublisher>;
   close(): Promise<void>;
 }
 
@@ -116,8 +121,7 @@ function confirmWindow(spec: SystemSpec): number {
   return spec.target === 'group' ? 50 : 1000;
 }
 
-function bodyOf(spec: SystemSpec): (seq: number, now: number) => Buffer {
-  const target = targetOf(spec);
+function bodyOf(spec: SystemSpec, target = targetOf(spec)): (seq: number, now: number) => Buffer {
   return (seq, now) => notificationBody(seq, target(seq), spec.reliable, now);
 }
 
@@ -210,6 +214,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
     ownStats: undefined,
     processed: () => undefined,
     forwarded: () => watch?.count(),
+    anotherPublisher: (target) => AmqpPublisher.open(AMQP_URL, queue, bodyOf(spec, target), confirmWindow(spec)),
     close: async () => {
       watch?.close();
       await pub.close();

@@ -7,8 +7,14 @@ import { Children, type Child } from '../../bench/lib/children.js';
 import { parseOptions, UsageError, type Options } from '../../bench/lib/options.js';
 import { Pacer } from '../../bench/lib/pacer.js';
 import { cpuTable, markdown } from '../../bench/lib/report.js';
-import { backlogApplies, backlogSize, signalAll } from '../../bench/lib/runner.js';
-import type { RunResults } from '../../bench/lib/results.js';
+import { bucketOf } from '../../bench/lib/histogram.js';
+import { nodeFigures, parsePrometheus, sumFigures } from '../../bench/lib/metrics.js';
+import {
+  ArrivalTally, CATCH_UP_MS, deliveryOf, drainSeconds, FLOOD_QUIET_MS, floodEnd, floodTimeoutS, OthersWindow, type FloodWatch,
+} from '../../bench/lib/noisy.js';
+import { backlogApplies, backlogSize, signalAll, type TargetRun } from '../../bench/lib/runner.js';
+import { DeliveryStats } from '../../bench/lib/stats.js';
+import type { NoisyResult, NoisyWindow, RunResults } from '../../bench/lib/results.js';
 
 /**
  * The bench's own machinery where a mistake would silently change what is measured: the scheduling
@@ -287,5 +293,157 @@ describe('Pacer at a fixed rate', () => {
     const after = sent.filter((at) => at > 1_000_000 + 402).length;
     expect(after).toBeGreaterThanOrEqual(98);
     expect(after).toBeLessThanOrEqual(101);
+  });
+});
+
+describe('noisy neighbour', () => {
+  it('has options for the flood, the steady rate and the other sessions, and is one of the scenarios', () => {
+    const defaults = options([]);
+    expect(defaults.scenarios).toContain('noisy');
+    expect([defaults.flood, defaults.steadyRate, defaults.others]).toEqual([50_000, 2000, 1000]);
+    expect(options(['--quick'])).toMatchObject({ flood: 10_000, others: 500 });
+    const set = options(['--scenarios', 'noisy', '--flood', '5000', '--steady-rate=300', '--others', '100']);
+    expect(set).toMatchObject({ scenarios: ['noisy'], flood: 5000, steadyRate: 300, others: 100 });
+    expect(() => options(['--flood', '0'])).toThrow('--flood must be a whole number');
+    expect(() => options(['--others', '2'])).toThrow('--others must be a whole number from 4');
+  });
+
+  it('counts distinct arrivals, duplicates, and messages that came after one published later', () => {
+    // [sequence number, received at]: 5 came before 4 (one out of order), 6 twice, 3 after 7.
+    const records = [1, 100, 2, 101, 5, 102, 4, 103, 6, 104, 6, 105, 7, 106, 3, 107];
+    const tally = new ArrivalTally().update(records);
+    expect(tally).toMatchObject({ received: 8, unique: 7, outOfOrder: 2, lastAt: 107 });
+    expect(tally.duplicates).toBe(1);
+  });
+
+  it('takes only what was added since the previous update, and a duplicate is neither new nor late', () => {
+    const records = [10, 1000, 11, 1001];
+    const tally = new ArrivalTally().update(records);
+    expect(tally).toMatchObject({ received: 2, unique: 2, outOfOrder: 0, lastAt: 1001 });
+    records.push(10, 1500, 12, 1200);
+    tally.update(records);
+    // The duplicate of 10 (at 1500) does not move the last arrival, and is not out of order.
+    expect(tally).toMatchObject({ received: 4, unique: 3, outOfOrder: 0, lastAt: 1200 });
+    expect(tally.update(records).received).toBe(4);
+    expect(new ArrivalTally().update([])).toMatchObject({ received: 0, unique: 0, lastAt: undefined });
+  });
+
+  it('loses what was published and never received, distinct messages only, never less than nothing', () => {
+    expect(deliveryOf(50_000, 0, 2_100, 2_000)).toEqual({ published: 50_000, publishFailures: 0, received: 2_100, unique: 2_000, duplicates: 100, lost: 48_000 });
+    expect(deliveryOf(10, 1, 11, 11).lost).toBe(0);
+  });
+
+  it('times the drain from the first publish to the last first arrival', () => {
+    expect(drainSeconds(1_000_000, 1_012_345)).toBe(12.35);
+    expect(drainSeconds(1_000_000, undefined)).toBeUndefined();
+    expect(floodTimeoutS(5000)).toBe(60);
+    expect(floodTimeoutS(50_000)).toBe(200);
+  });
+
+  it('waits for the whole flood and the others behind it, gives up once nothing arrives, and times out', () => {
+    const going: FloodWatch = {
+      published: true, floodUnique: 3000, floodPublished: 5000, othersUnique: 900, othersTarget: 1000, quietMs: 100, elapsedMs: 2000, timeoutMs: 60_000,
+    };
+    expect(floodEnd(going)).toBeUndefined();
+    // Complete once the others have what was published until the flood's last arrival, or waited long enough.
+    expect(floodEnd({ ...going, floodUnique: 5000 })).toBeUndefined();
+    expect(floodEnd({ ...going, floodUnique: 5000, othersUnique: 1000 })).toBe('complete');
+    expect(floodEnd({ ...going, floodUnique: 5000, quietMs: CATCH_UP_MS })).toBe('complete');
+    // Messages missing: over once nothing arrived for a while after the burst was published, not before.
+    expect(floodEnd({ ...going, quietMs: FLOOD_QUIET_MS })).toBe('quiet');
+    expect(floodEnd({ ...going, quietMs: FLOOD_QUIET_MS, published: false })).toBeUndefined();
+    expect(floodEnd({ ...going, elapsedMs: 60_000 })).toBe('timeout');
+    expect(floodEnd({ ...going, published: false, floodUnique: 0, floodPublished: 0 })).toBeUndefined();
+  });
+
+  it('ends the "during" window at its last mark, and the next one starts there with what came after', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    try {
+      const stats = new DeliveryStats();
+      let unique = 0;
+      let published = 0;
+      let serverCpu = 0;
+      // Cumulative counters, as a client worker reports them; `count` messages of `ms` latency each.
+      const arrive = (count: number, ms: number) => {
+        unique += count;
+        published += count;
+        stats.apply(0, { type: 'stats', received: unique, unique, acked: unique, disconnects: 0, hist: [bucketOf(ms), count], max: ms });
+      };
+      const rss = new Set<{ max: number }>();
+      const run = {
+        stats,
+        system: { publisher: { published: () => published } },
+        cpuNow: () => ({ at: Date.now(), server: serverCpu, helpers: 0, clients: 0, rabbitmq: 0, redis: 0, bench: 0, steal: undefined }),
+        trackRss: () => {
+          const tracker = { max: 0 };
+          rss.add(tracker);
+          return tracker;
+        },
+        untrackRss: (tracker: { max: number }) => rss.delete(tracker),
+      } as unknown as TargetRun;
+      const during = new OthersWindow(run);
+      vi.advanceTimersByTime(1000);
+      serverCpu += 0.5;
+      arrive(100, 300);
+      during.mark();
+      // After the mark: not the flood's any more.
+      vi.advanceTimersByTime(1000);
+      serverCpu += 0.1;
+      arrive(50, 4);
+      const [window, after] = during.closeAndFollow();
+      expect(window).toMatchObject({ seconds: 1, publishedPerS: 100, deliveredPerS: 100, cpu: { server: 50 } });
+      expect(window.latency).toMatchObject({ count: 100, max: 300 });
+      vi.advanceTimersByTime(1000);
+      arrive(50, 6);
+      const next = after.close();
+      expect(next).toMatchObject({ seconds: 2, deliveredPerS: 50, cpu: { server: 5 } });
+      expect(next.latency).toMatchObject({ count: 100, max: 6 });
+      // Every tracker opened by the windows is closed again.
+      expect(rss.size).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('reads push-center\'s dead letters by reason, summed over nodes; none from a server without the counter', () => {
+    const node = nodeFigures(parsePrometheus('pushcenter_dead_letters_total{reason="inbox_full"} 3\npushcenter_dead_letters_total{reason="not_json"} 1\n'));
+    expect(node.deadLetters).toEqual({ inbox_full: 3, not_json: 1 });
+    expect(sumFigures([node, node]).deadLetters).toEqual({ inbox_full: 6, not_json: 2 });
+    expect(nodeFigures(parsePrometheus('pushcenter_inbox_total{op="stored"} 5\n')).deadLetters).toEqual({});
+  });
+
+  it('reports the others before and during the flood, and the flood\'s drain, order and losses', () => {
+    const window = (p99: number, server: number, rssMaxMB = 120.4): NoisyWindow => ({
+      seconds: 10, publishedPerS: 2000, deliveredPerS: 1990, latency: { count: 1, p50: 3, p90: 5, p99, p999: p99, max: p99 + 40 },
+      cpu: { server, helpers: 0, clients: 20, rabbitmq: 30, redis: 5, bench: 10 }, rssMaxMB,
+    });
+    const noisy: NoisyResult = {
+      floodSession: 's1000', flood: 50_000, others: 1000, steadyRate: 2000, steadySkipped: 0,
+      baseline: window(9, 30), during: window(850, 95, 140), after: window(120, 60),
+      flooded: { ...deliveryOf(50_000, 0, 2_000, 2_000), publishS: 4.2, drainS: 6.5, complete: false, end: 'quiet', outOfOrder: 17 },
+      othersDelivery: deliveryOf(30_000, 0, 30_000, 30_000),
+      inbox: { stored: 49_000, evicted: 48_000, replayed: 1_000 },
+      deadLetters: {},
+      timeline: [],
+    };
+    const results = {
+      startedAt: '2026-12-01T08:00:00Z', aborted: false, command: 'npm run bench -- --scenarios noisy', git: { commit: 'abc', dirty: false },
+      machine: { cpuModel: 'cpu', cores: 2, memoryGiB: 24, os: 'linux', loadAverageAtStart: [0], loadAverageAtEnd: [0] },
+      versions: { node: 'v20', rabbitmq: '3', redis: '7' },
+      settings: { clients: 10_000, workers: 4, durationS: 10, halfRateDurationS: 3, overloadDurationS: 60, prefetch: 400, payloadBytes: 200,
+        persistent: true, server: 'dist', quick: false, serverEnv: {}, noisy: { flood: 50_000, others: 1000, steadyRate: 2000 } },
+      targets: [{ scenario: 'noisy', kind: 'push-center', system: 'push-center', notes: [], phases: [], noisy }],
+    } as unknown as RunResults;
+    const text = markdown(results);
+    expect(text).toContain('#### Noisy neighbour');
+    expect(text).toContain('noisy: a burst of 50,000 reliable messages to one session, 1,000 other sessions at 2,000 msgs/s in total');
+    const row = text.split('\n').find((line) => line.startsWith('| push-center'))!;
+    expect(row.split('|').slice(1, -1).map((cell) => cell.trim())).toEqual([
+      'push-center', '1,990 / 1,990 / 1,990', '3 / 9 / 49', '3 / 850 / 890', '3 / 120 / 160', '2,000 / 50,000', '6.5 (incomplete)', '17',
+      '48,000 / 0', '0 / 0', '30 / 95 / 60', '120 / 140 / 120',
+    ]);
+    expect(text).toContain('session s1000 got 50,000 messages in one burst, published in 4.2 s; the wait for them ended: ' +
+      'nothing more arrived for 5 s; push-center\'s inbox from the flood to the end: stored 49,000, evicted 48,000, replayed 1,000; ' +
+      'dead-lettered: none');
   });
 });
