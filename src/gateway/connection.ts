@@ -32,6 +32,9 @@ export interface ConnectionDeps {
   spillsPending(sessionId: string): boolean;
 }
 
+/** After a failed inbox replay (Redis down), the next try comes this much later. */
+const REPLAY_RETRY_MS = 1000;
+
 /** A reliable emit waiting for its ack: one record, settled once by the ack, the timeout or the close. */
 interface Emit extends Timed<Emit> {
   /** The ack id on the wire; -1 when socket.io's own `emit` chose it. */
@@ -259,7 +262,11 @@ export class Connection {
         if (acked.length < entries.length) return;
       }
     } catch (err) {
-      logger.warn({ err, session: sessionId }, 'inbox replay failed; the messages stay in the inbox');
+      logger.warn({ err, session: sessionId }, `inbox replay failed; the messages stay in the inbox, tried again in ${REPLAY_RETRY_MS} ms`);
+      // The socket is in backlog: without another try its session would wait for the next message.
+      setTimeout(() => {
+        if (this.sessionId === sessionId) this.replay();
+      }, REPLAY_RETRY_MS).unref();
     } finally {
       if (this.replaying === sessionId) this.replaying = undefined;
     }

@@ -25,17 +25,19 @@ async function connection(
   options: Partial<ConnectionOptions> = {},
   fastPath: FastPathParts = ALL_ON,
   transports: Array<'polling' | 'websocket'> = ['websocket'],
-): Promise<{ connection: Connection; pair: SocketPair }> {
+  spills: { pending: boolean } = { pending: false },
+): Promise<{ connection: Connection; pair: SocketPair; inbox: MemoryInbox }> {
   pair = await startSocketPair(transports);
+  const inbox = new MemoryInbox({ maxPerSession: 10 }, { gaveUp: async () => {} });
   const made = new Connection(pair.socket as unknown as PushSocket, {
     options: { ackTimeoutMs: 5000, ackHoldMs: 1000, maxPending: 100, maxBuffered: 1000, ...options },
     fastPath,
-    inbox: new MemoryInbox({ maxPerSession: 10 }, { gaveUp: async () => {} }),
+    inbox,
     metrics: new Metrics({ defaultMetrics: false }),
     logger: pino({ level: 'silent' }),
-    spillsPending: () => false,
+    spillsPending: () => spills.pending,
   });
-  return { connection: made, pair };
+  return { connection: made, pair, inbox };
 }
 
 describe.each([
@@ -155,5 +157,68 @@ describe('whether a connection takes more', () => {
     await expect.poll(() => socket.connected).toBe(false);
     expect(c.canTake(false)).toBe(false);
     expect(c.canTake(true)).toBe(false);
+  });
+});
+
+describe('a connection whose session has a backlog in the inbox', () => {
+  const stored = (id: string) => ({ ...envelope(id), expiresAt: Date.now() + 60_000 });
+
+  it('holds newer reliable messages back while the inbox replays, oldest first, and takes them once it is empty', async () => {
+    const { connection: c, pair: { client }, inbox } = await connection();
+    const received: string[] = [];
+    client.on('notice', (payload: Envelope, ack: () => void) => {
+      received.push(payload.id);
+      ack();
+    });
+    c.sessionId = 's';
+    for (const id of ['a', 'b', 'c']) await inbox.store('s', stored(id));
+    c.replay();
+    expect(c.canTake(true)).toBe(false);
+    expect(c.canTake(false)).toBe(true);
+    await expect.poll(() => received).toEqual(['a', 'b', 'c']);
+    await expect.poll(() => c.canTake(true)).toBe(true);
+    expect(await inbox.size('s')).toBe(0);
+  });
+
+  it('stays in backlog while a message refused to it is still on its way to the inbox, and replays it then', async () => {
+    const spills = { pending: true };
+    const { connection: c, pair: { client }, inbox } = await connection({}, ALL_ON, ['websocket'], spills);
+    const received: string[] = [];
+    client.on('notice', (payload: Envelope, ack: () => void) => {
+      received.push(payload.id);
+      ack();
+    });
+    c.sessionId = 's';
+    c.replay();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(c.canTake(true)).toBe(false);
+
+    await inbox.store('s', stored('late'));
+    spills.pending = false;
+    c.inboxChanged();
+    await expect.poll(() => received).toEqual(['late']);
+    await expect.poll(() => c.canTake(true)).toBe(true);
+  });
+
+  it('waits for an emit it still has out instead of sending the stored copy again', async () => {
+    const { connection: c, pair: { client }, inbox } = await connection();
+    const received: string[] = [];
+    let answer: (() => void) | undefined;
+    client.on('notice', (payload: Envelope, ack: () => void) => {
+      received.push(payload.id);
+      answer = ack;
+    });
+    c.sessionId = 's';
+    const outcomes: boolean[] = [];
+    c.sendWithAck(envelope('held'), (acked) => outcomes.push(acked));
+    await expect.poll(() => received).toEqual(['held']);
+    // Stored at the hold time while still out: the replay finds it in the inbox.
+    await inbox.store('s', stored('held'));
+    c.replay();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    answer!();
+    await expect.poll(async () => inbox.size('s')).toBe(0);
+    expect(received).toEqual(['held']);
+    expect(outcomes).toEqual([true]);
   });
 });

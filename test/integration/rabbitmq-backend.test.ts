@@ -14,6 +14,7 @@ import {
   until,
   type Running,
 } from '../support/harness.js';
+import { balance, waitingIds, type DeadLetterSeen } from '../support/conservation.js';
 import { TcpProxy } from '../support/proxy.js';
 import {
   AMQP_URL,
@@ -244,6 +245,41 @@ describe('losing a dependency', () => {
     expect(await metric(node.url, 'pushcenter_dependency_up', { dependency: 'amqp' })).toBe(1);
     expect((await post(node.url, { id: 'after', session: 'later', data: 1 })).status).toBe(202);
     await until(async () => (await getJson(node.url, '/v1/sessions/later')).body.inbox, (n) => n === 1);
+  });
+
+  it('Redis down during a burst, then back: every message delivered, waiting or dead-lettered, none lost', async () => {
+    const proxy = await TcpProxy.start(REDIS_URL);
+    proxies.push(proxy);
+    const { node, queue, deadLetters } = await realNode({
+      REDIS_URL: proxy.url(REDIS_URL), SOCKET_MAX_PENDING: 5, INBOX_MAX: 50, AMQP_PREFETCH: 50,
+    });
+    const live = await session(node.url, 'burst-live');
+    const received = collect(live);
+    const toLive = Array.from({ length: 600 }, (_, i) => `live-${String(i).padStart(4, '0')}`);
+    const toAway = Array.from({ length: 100 }, (_, i) => `away-${String(i).padStart(4, '0')}`);
+    const bodies = toLive.map((id, i) => ({ id, session: 'burst-live', data: i }));
+    toAway.forEach((id, i) => bodies.splice(i * 6, 0, { id, session: 'burst-away', data: i }));
+    await backend.publish(queue, bodies, {});
+    await until(() => received.length, (n) => n >= 60, 15_000);
+    proxy.cut();
+    await sleep(1500);
+    proxy.restore();
+
+    const ids = (arrived: typeof received) => arrived.map((r) => r.envelope.id);
+    const letters: DeadLetterSeen[] = [];
+    const account = async () => {
+      for (const letter of await backend.drain(deadLetters)) letters.push({ id: JSON.parse(letter.body).id, reason: String(letter.reason) });
+      return balance([...toLive, ...toAway], {
+        delivered: ids(received),
+        waiting: await waitingIds(node.app, 'burst-away'),
+        deadLettered: letters,
+      });
+    };
+    // Settled: the live session has everything; the away one holds its bound and the rest was given up.
+    const settled = await until(account, (b) => b.missing.length === 0 && b.waiting === 50, 30_000).catch(account);
+    expect(settled.missing).toEqual([]);
+    expect(settled).toMatchObject({ waiting: 50, dead: { inbox_full: 50 } });
+    expect(new Set(ids(received))).toEqual(new Set(toLive));
   });
 
   it('Redis down: not ready, consumption held; once it is back the held message is stored, none lost', async () => {
