@@ -97,8 +97,8 @@ export interface LifecycleEvents {
   /** The server accepted a registration: after every (re)connect and every `setGroups`. */
   registered: (registration: Registration) => void;
   /**
-   * Right after `registered` when the server gave up on messages for this session since its sockets last
-   * received something (PROTOCOL §4.1): `count` messages, the first at `since` (ms since epoch), were
+   * Right after `registered` when the server gave up on messages for this session since it last
+   * registered (PROTOCOL §4.1): `count` messages, the earliest sent at `since` (ms since epoch), were
    * dead-lettered (inbox full, or their `ttl` ran out in it) and will not come. Re-sync: fetch what changed
    * since `since` from your own backend.
    */

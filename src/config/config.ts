@@ -226,6 +226,8 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   const nodeEnv = raw('NODE_ENV') ?? 'development';
   const ackTimeoutMs = int('ACK_TIMEOUT_MS', 10_000, 100, 600_000);
   const inboxMax = int('INBOX_MAX', 1000, 1, 1_000_000);
+  // Bounded below by INBOX_MAX: a connected session's inbox never holds less than an absent one's.
+  const inboxMaxConnected = int('INBOX_MAX_CONNECTED', inboxMax * 100, inboxMax, 100_000_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
   const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
   // RabbitMQ caps a quorum queue consumer's prefetch at 2,000.
@@ -295,7 +297,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     ackTimeoutMs,
     ackHoldMs: Math.min(int('ACK_HOLD_MS', 1000, 10, 600_000), ackTimeoutMs),
     inboxMax,
-    inboxMaxConnected: Math.max(int('INBOX_MAX_CONNECTED', inboxMax * 100, 1, 100_000_000), inboxMax),
+    inboxMaxConnected,
     corsOrigins,
     logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     limits: {

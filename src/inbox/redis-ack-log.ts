@@ -1,8 +1,11 @@
 import type { Redis } from 'ioredis';
-import { failOnCommandError } from '../cluster/redis-client.js';
 import { escapeKeyPart } from '../cluster/redis-keys.js';
 import { ackLogBounds, requireCount, type AckLog, type AckLogOptions } from './ack-log.js';
+import { LuaScript } from '../util/lua-script.js';
 import { sessionKeyBase } from './redis-inbox.js';
+
+/** One script call per batch: a command per id would cost the node more than the rest of a delivery. */
+const recordScript = LuaScript.load(new URL('./ack-log-record.lua', import.meta.url));
 
 export interface RedisAckLogOptions extends AckLogOptions {
   /**
@@ -26,7 +29,7 @@ export interface RedisAckLogOptions extends AckLogOptions {
  * the ids of a session that stopped acking by itself.
  */
 
-/** Records waiting to share one pipeline; each of them settles with that pipeline's result. */
+/** Records waiting to share one script call; each of them settles with that call's result. */
 class Batch {
   /** key -> escaped message id -> when it was recorded. */
   readonly scores = new Map<string, Map<string, number>>();
@@ -60,7 +63,9 @@ class Batch {
 /**
  * The cluster acked-id log, shared by every node through Redis: a node that takes over a redelivered
  * message sees what the session acked on the node that died. Records made close together travel in one
- * pipeline (ZADD, ZREMRANGEBYRANK, PEXPIRE per session), and resolve or reject together with it.
+ * script call (`ack-log-record.lua`: ZADD, ZREMRANGEBYRANK, PEXPIRE per session), and resolve or reject
+ * together with it. The keys of a batch span many hash slots: on Redis Cluster a batch has to be split
+ * by slot.
  *
  * The Redis client belongs to the caller, who connects and quits it, after `close()`.
  */
@@ -127,14 +132,14 @@ export class RedisAckLog implements AckLog {
   }
 
   private async write(batch: Batch): Promise<void> {
-    const pipeline = this.redis.pipeline();
+    const keys: string[] = [];
+    const args: (number | string)[] = [this.perSession, Math.ceil(this.ttlMs)];
     for (const [key, members] of batch.scores) {
-      const scoreMembers: (number | string)[] = [];
-      for (const [member, at] of members) scoreMembers.push(at, member);
-      // Rank 0 is the lowest score: everything below the newest `perSession` goes.
-      pipeline.zadd(key, ...scoreMembers).zremrangebyrank(key, 0, -this.perSession - 1).pexpire(key, Math.ceil(this.ttlMs));
+      keys.push(key);
+      args.push(members.size);
+      for (const [member, at] of members) args.push(at, member);
     }
-    failOnCommandError(await pipeline.exec());
+    await recordScript.run(this.redis, keys, args);
   }
 
   private key(sessionId: string): string {

@@ -71,6 +71,14 @@ describe('configuration', () => {
     expect(problems({ BACKPRESSURE_HEAP_MB: '8' })).toHaveLength(1);
   });
 
+  it('bounds a connected session\'s inbox by 100 × INBOX_MAX unless told, never below INBOX_MAX', () => {
+    expect(loadConfig({}).inboxMaxConnected).toBe(100_000);
+    expect(loadConfig({ INBOX_MAX: '50' }).inboxMaxConnected).toBe(5_000);
+    expect(loadConfig({ INBOX_MAX: '50', INBOX_MAX_CONNECTED: '70' }).inboxMaxConnected).toBe(70);
+    expect(problems({ INBOX_MAX: '50', INBOX_MAX_CONNECTED: '20' }))
+      .toEqual(['INBOX_MAX_CONNECTED="20": must be a whole number from 50 to 100000000']);
+  });
+
   it('caps the prefetch of a quorum queue at 2000', () => {
     expect(problems({ AMQP_QUEUE_TYPE: 'quorum', AMQP_PREFETCH: '5000' })[0]).toMatch(/AMQP_PREFETCH.*1 to 2000/);
   });

@@ -98,37 +98,37 @@ describe('RedisAckLog on Redis', () => {
     expect(await open(redis.node2).has('s1', 'm')).toBe(true);
   });
 
-  it('sends the records of one tick in one pipeline, at most maxBatch records each', async () => {
-    const pipelines = vi.spyOn(redis.node1, 'pipeline');
+  it('sends the records of one tick in one script call, at most maxBatch records each', async () => {
+    const calls = vi.spyOn(redis.node1, 'evalsha');
     const log = open(redis.node1, { maxBatch: 500 });
     const records: Promise<void>[] = [];
     for (let i = 0; i < 1_200; i += 1) records.push(log.record(`s-${i % 10}`, `m-${i}`));
     await Promise.all(records);
 
-    expect(pipelines).toHaveBeenCalledTimes(3);
+    expect(calls).toHaveBeenCalledTimes(3);
     expect(await redis.node1.zcard(ackedKey('s-3'))).toBe(120);
   });
 
   it('lets records made within batchWindowMs share the round trip of the first', async () => {
-    const pipelines = vi.spyOn(redis.node1, 'pipeline');
+    const calls = vi.spyOn(redis.node1, 'evalsha');
     const log = open(redis.node1, { batchWindowMs: NEVER });
     const first = log.record('s1', 'm-1');
     await new Promise((resolve) => setImmediate(resolve));
     const second = log.record('s2', 'm-2');
     await new Promise((resolve) => setTimeout(resolve, 20));
-    expect(pipelines).not.toHaveBeenCalled();
+    expect(calls).not.toHaveBeenCalled();
 
     await log.close();
     await Promise.all([first, second]);
-    expect(pipelines).toHaveBeenCalledTimes(1);
+    expect(calls).toHaveBeenCalledTimes(1);
     expect(await open(redis.node2).has('s2', 'm-2')).toBe(true);
   });
 
   it('sends a batch as soon as it holds maxBatch records', async () => {
-    const pipelines = vi.spyOn(redis.node1, 'pipeline');
+    const calls = vi.spyOn(redis.node1, 'evalsha');
     const log = open(redis.node1, { batchWindowMs: NEVER, maxBatch: 3 });
     await Promise.all([log.record('s1', 'a'), log.record('s1', 'b'), log.record('s2', 'c')]);
-    expect(pipelines).toHaveBeenCalledTimes(1);
+    expect(calls).toHaveBeenCalledTimes(1);
 
     const fourth = log.record('s1', 'd');
     expect(await open(redis.node2).has('s1', 'd')).toBe(false);
