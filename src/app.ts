@@ -58,7 +58,7 @@ interface Parts {
   metrics: Metrics;
   queue: NotificationQueue;
   inbox: Inbox;
-  ackLog: AckLog;
+  ackLog: AckLog | undefined;
   cluster: NodeCluster;
   auth: Authenticator;
   /** Redis connections this node opened (closed last). */
@@ -91,7 +91,8 @@ export class App {
   readonly metrics: Metrics;
   readonly queue: NotificationQueue;
   readonly inbox: Inbox;
-  readonly ackLog: AckLog;
+  /** Undefined with `DUPLICATE_WINDOW_MS=0`. */
+  readonly ackLog: AckLog | undefined;
   readonly directory: SessionDirectory;
   readonly bus: NodeBus;
   readonly gateway: Gateway;
@@ -171,10 +172,11 @@ export class App {
         }, gaveUp)
         : new MemoryInbox(bounds, gaveUp));
       if (!overrides.inbox) built.push(inbox);
-      const ackLog = overrides.ackLog ?? (client
-        ? new RedisAckLog(client, { keyPrefix: config.redis.keyPrefix })
-        : new MemoryAckLog());
-      if (!overrides.ackLog) built.push(ackLog);
+      const ttlMs = config.duplicateWindowMs;
+      const ackLog = overrides.ackLog ?? (ttlMs === 0 ? undefined : client
+        ? new RedisAckLog(client, { keyPrefix: config.redis.keyPrefix, ttlMs })
+        : new MemoryAckLog({ ttlMs }));
+      if (!overrides.ackLog && ackLog) built.push(ackLog);
       const auth = overrides.auth ?? (config.auth.mode === 'jwt'
         ? await JwtAuthenticator.create({
           secret: config.auth.jwtSecret,
@@ -349,7 +351,7 @@ export class App {
     await this.http.close();
     await this.queue.close();
     // The directory before the bus: other nodes stop forwarding here before nobody listens.
-    await Promise.all([this.inbox.close(), this.ackLog.close(), this.directory.close().then(() => this.bus.close())]);
+    await Promise.all([this.inbox.close(), this.ackLog?.close(), this.directory.close().then(() => this.bus.close())]);
     await Promise.all(this.redis.map(quitRedis));
     logger.info('stopped');
   }

@@ -52,6 +52,11 @@ export interface Config {
    * there instead of being given up. Default 100 × INBOX_MAX.
    */
   inboxMaxConnected: number;
+  /**
+   * How long a session's acked message ids are remembered, so that a RabbitMQ redelivery of one is
+   * acked instead of emitted again (PROTOCOL §4.1); 0 turns the suppression off.
+   */
+  duplicateWindowMs: number;
   /** Empty: same-origin only for HTTP, any origin for socket.io handshakes is refused. `*`: any origin. */
   corsOrigins: string[];
   logLevel: string;
@@ -298,6 +303,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     ackHoldMs: Math.min(int('ACK_HOLD_MS', 1000, 10, 600_000), ackTimeoutMs),
     inboxMax,
     inboxMaxConnected,
+    duplicateWindowMs: int('DUPLICATE_WINDOW_MS', 180_000, 0, 86_400_000),
     corsOrigins,
     logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     limits: {

@@ -21,8 +21,11 @@ export interface DispatcherDeps {
   /** How messages reach other nodes (also: whether groups can reach them now). */
   bus: NodeBus;
   inbox: Inbox;
-  /** Which reliable messages sessions acked lately: a redelivered one they acked is not emitted again. */
-  acked: AckLog;
+  /**
+   * Which reliable messages sessions acked lately: a redelivered one they acked is not emitted again.
+   * Undefined: suppression is off (`DUPLICATE_WINDOW_MS=0`).
+   */
+  acked: AckLog | undefined;
   metrics: Metrics;
   logger: Logger;
 }
@@ -268,12 +271,13 @@ export class Dispatcher {
   }
 
   private reliableToSession(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
-    if (!routing.delivery.redelivered) {
+    const { acked } = this.deps;
+    if (!routing.delivery.redelivered || !acked) {
       this.attemptReliable(sessionId, n, envelope, routing);
       return;
     }
     // A node may have died after the session acked it and before the broker heard: ask first.
-    this.deps.acked.has(sessionId, n.id).then(
+    acked.has(sessionId, n.id).then(
       (acked) => {
         if (!acked) {
           this.attemptReliable(sessionId, n, envelope, routing);
@@ -292,11 +296,12 @@ export class Dispatcher {
 
   /** Records a client's ack before reporting it (so that a redelivery after this point is suppressed). */
   private recordedIfDelivered(sessionId: string, id: string, local: LocalOutcome, then: (local: LocalOutcome) => void): void {
-    if (local !== 'delivered') {
+    const { acked } = this.deps;
+    if (local !== 'delivered' || !acked) {
       then(local);
       return;
     }
-    this.deps.acked.record(sessionId, id).then(
+    acked.record(sessionId, id).then(
       () => then(local),
       (err: unknown) => {
         this.deps.logger.debug({ err, session: sessionId, id }, 'could not record an ack; a redelivery of it would be emitted again');
@@ -433,8 +438,10 @@ export class Dispatcher {
    */
   private async ackedElsewhere(attempt: ReliableAttempt): Promise<boolean> {
     const { sessionId, notification: n } = attempt;
+    const { acked } = this.deps;
+    if (!acked) return false;
     try {
-      if (!(await this.deps.acked.has(sessionId, n.id))) return false;
+      if (!(await acked.has(sessionId, n.id))) return false;
     } catch {
       return false;
     }

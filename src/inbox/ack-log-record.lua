@@ -1,15 +1,12 @@
--- One batch of acked ids. KEYS: one acked-id key per session. ARGV: ids kept per session, ttl ms, then
--- for each key: how many ids, then that many pairs of score (ms) and escaped id.
-local keep, ttl = tonumber(ARGV[1]), ARGV[2]
-local i = 3
-for _, key in ipairs(KEYS) do
-  local n = tonumber(ARGV[i])
-  i = i + 1
-  for _ = 1, n do
-    redis.call('ZADD', key, ARGV[i], ARGV[i + 1])
-    i = i + 2
+-- One batch of acked ids. KEYS: the shard keys the batch touches. ARGV: now (ms), ttl ms, ids kept per
+-- shard at most, then for each key its members (JSON [session, id]) joined by newlines.
+local now, ttl, keep = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for k, key in ipairs(KEYS) do
+  for member in string.gmatch(ARGV[3 + k], '[^\n]+') do
+    redis.call('ZADD', key, now, member)
   end
-  -- Rank 0 is the lowest score: everything below the newest `keep` goes.
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+  -- Rank 0 is the oldest: everything below the newest `keep` goes.
   redis.call('ZREMRANGEBYRANK', key, 0, -keep - 1)
   redis.call('PEXPIRE', key, ttl)
 end

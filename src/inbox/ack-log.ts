@@ -15,8 +15,8 @@ export interface AckLog {
    */
   record(sessionId: string, id: string): Promise<void>;
   /**
-   * Whether the session acked `id` less than `ttlMs` ago and it is still among the session's newest
-   * `perSession` ids. Rejects when the engine is unavailable (the caller then emits as usual).
+   * Whether the session acked `id` less than `ttlMs` ago (and the engine's size bound has not pushed it
+   * out). Rejects when the engine is unavailable (the caller then emits as usual).
    */
   has(sessionId: string, id: string): Promise<boolean>;
   /** Writes what is still pending and stops background work; the log is not used afterwards. */
@@ -26,30 +26,23 @@ export interface AckLog {
 /** The bounds every engine takes. */
 export interface AckLogOptions {
   /**
-   * Ids remembered per session; beyond it the oldest are forgotten. It must cover what a node can hold
-   * unacked for one session (its prefetch, at most 2 000 on a quorum queue). Default 2 000.
-   */
-  perSession?: number;
-  /**
-   * How long an acked id is remembered (ms): `has` answers false for ids recorded longer ago, and a
-   * session whose latest record is that old is released. Default 10 minutes.
+   * How long an acked id is remembered (ms): `has` answers false for ids recorded longer ago. It has to
+   * cover the time from a node's death to RabbitMQ's redelivery (at once when the connection drops; up
+   * to the heartbeat timeout when the node hangs). Default 3 minutes (`DUPLICATE_WINDOW_MS`).
    */
   ttlMs?: number;
   /** The clock records are stamped with (ms since epoch); default `Date.now`. */
   now?: () => number;
 }
 
-export const DEFAULT_ACK_LOG_PER_SESSION = 2_000;
-export const DEFAULT_ACK_LOG_TTL_MS = 10 * 60_000;
+export const DEFAULT_ACK_LOG_TTL_MS = 3 * 60_000;
 
 /** The options with their defaults, checked the same way in every engine. */
 export function ackLogBounds(options: AckLogOptions): Required<AckLogOptions> {
   const bounds = {
-    perSession: options.perSession ?? DEFAULT_ACK_LOG_PER_SESSION,
     ttlMs: options.ttlMs ?? DEFAULT_ACK_LOG_TTL_MS,
     now: options.now ?? Date.now,
   };
-  requireCount('perSession', bounds.perSession);
   requirePositiveMs('ttlMs', bounds.ttlMs);
   return bounds;
 }

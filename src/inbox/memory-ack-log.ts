@@ -1,6 +1,8 @@
 import { ackLogBounds, requireCount, type AckLog, type AckLogOptions } from './ack-log.js';
 
 export interface MemoryAckLogOptions extends AckLogOptions {
+  /** Ids remembered per session; beyond it the oldest are forgotten. Default 2 000 (a node's prefetch at most). */
+  perSession?: number;
   /** Sessions remembered at the most; beyond it the least recently recorded one is forgotten. Default 100 000. */
   maxSessions?: number;
   /** How often sessions whose latest record is `ttlMs` old are released (ms). Default 60 000. */
@@ -28,7 +30,9 @@ export class MemoryAckLog implements AckLog {
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(options: MemoryAckLogOptions = {}) {
-    ({ perSession: this.perSession, ttlMs: this.ttlMs, now: this.now } = ackLogBounds(options));
+    ({ ttlMs: this.ttlMs, now: this.now } = ackLogBounds(options));
+    this.perSession = options.perSession ?? 2_000;
+    requireCount('perSession', this.perSession);
     this.maxSessions = options.maxSessions ?? 100_000;
     requireCount('maxSessions', this.maxSessions);
     this.sweeper = setInterval(() => this.sweep(), options.sweepIntervalMs ?? 60_000);
@@ -53,6 +57,9 @@ export class MemoryAckLog implements AckLog {
       if (session.ids.size <= this.perSession && this.alive(at, now)) break;
       session.ids.delete(oldId);
     }
+    // Only when over the bound: walking from the start also walks over the holes that moving a session
+    // to the end leaves behind, until V8 compacts the map.
+    if (this.sessions.size <= this.maxSessions) return;
     for (const oldest of this.sessions.keys()) {
       if (this.sessions.size <= this.maxSessions) break;
       this.sessions.delete(oldest);

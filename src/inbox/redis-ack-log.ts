@@ -1,18 +1,15 @@
 import type { Redis } from 'ioredis';
-import { escapeKeyPart } from '../cluster/redis-keys.js';
-import { ackLogBounds, requireCount, type AckLog, type AckLogOptions } from './ack-log.js';
 import { LuaScript } from '../util/lua-script.js';
-import { sessionKeyBase } from './redis-inbox.js';
-
-/** One script call per batch: a command per id would cost the node more than the rest of a delivery. */
-const recordScript = LuaScript.load(new URL('./ack-log-record.lua', import.meta.url));
+import { ackLogBounds, requireCount, type AckLog, type AckLogOptions } from './ack-log.js';
 
 export interface RedisAckLogOptions extends AckLogOptions {
-  /**
-   * Namespace of every key this log writes, the inbox's `keyPrefix` (e.g. `pushcenter:`), so a session's
-   * acked ids share its inbox's Redis Cluster slot. Use it rather than the client's own `keyPrefix` option.
-   */
+  /** Namespace of every key this log writes, e.g. `pushcenter:` (the client's own `keyPrefix` stays unused). */
   keyPrefix: string;
+  /**
+   * Ids remembered at most, all sessions together (the newest are kept). Default 1,000,000: about
+   * 100 MB of Redis memory, a window of 100 s at 10,000 acked messages a second.
+   */
+  maxIds?: number;
   /** How long the first record of a batch waits for others to share its round trip (ms). Default 2. */
   batchWindowMs?: number;
   /** Records per round trip at the most; a batch that reaches it is sent at once. Default 500. */
@@ -20,22 +17,40 @@ export interface RedisAckLogOptions extends AckLogOptions {
 }
 
 /*
- * Key layout, per session (`<enc>` is the session id escaped by `escapeKeyPart`, as in the inbox's keys):
+ * Key layout (SHARDS sorted sets; the session picks one by a hash of its id):
  *
- *   <prefix>{inbox:<enc>}:acked   ZSET  escaped message id -> when it was recorded (ms since epoch)
+ *   <prefix>{acked:<k>}   ZSET  JSON [session, message id] -> when it was recorded (ms since epoch)
  *
- * Every write keeps the `perSession` highest scores (among ids recorded in the same millisecond, the
- * lexicographically greatest members win) and sets the key to expire `ttlMs` after it, so Redis drops
- * the ids of a session that stopped acking by itself.
+ * Sorted sets shared by sessions, not one per session: a batch of records then touches at most SHARDS
+ * keys, and goes out as one script call whose arguments do not grow by a key per message (per-session
+ * keys cost the node as much again as the rest of a delivery). Each shard has a hash tag of its own, so
+ * on Redis Cluster the shards spread over the masters. Every write drops the ids older than `ttlMs`,
+ * keeps the newest `maxIds / SHARDS`, and sets the key to expire `ttlMs` later.
  */
+
+const SHARDS = 16;
+const recordScript = LuaScript.load(new URL('./ack-log-record.lua', import.meta.url));
+
+/** The key of the shard that holds a session's acked ids. */
+export function ackShardKey(keyPrefix: string, sessionId: string): string {
+  // FNV-1a over the UTF-16 code units: cheap, and spreads similar ids.
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < sessionId.length; i += 1) hash = Math.imul(hash ^ sessionId.charCodeAt(i), 0x01000193);
+  return `${keyPrefix}{acked:${(hash >>> 0) % SHARDS}}`;
+}
+
+/** A session's acked id as a member: JSON keeps any two different pairs apart, lone surrogates included. */
+function memberOf(sessionId: string, id: string): string {
+  return JSON.stringify([sessionId, id]);
+}
 
 /** Records waiting to share one script call; each of them settles with that call's result. */
 class Batch {
-  /** key -> escaped message id -> when it was recorded. */
-  readonly scores = new Map<string, Map<string, number>>();
+  /** shard key -> members recorded. */
+  readonly members = new Map<string, string[]>();
   records = 0;
   timer: NodeJS.Timeout | undefined;
-  /** Settles once `start()` was called and the pipeline answered. */
+  /** Settles once `start()` was called and the call answered. */
   readonly written: Promise<void>;
   private begin!: () => void;
 
@@ -45,14 +60,15 @@ class Batch {
     }).then(() => write(this));
   }
 
-  add(key: string, member: string, at: number): void {
-    let members = this.scores.get(key);
-    if (!members) {
-      members = new Map();
-      this.scores.set(key, members);
-    }
-    members.set(member, at);
+  add(key: string, member: string): void {
+    const members = this.members.get(key);
+    if (members) members.push(member);
+    else this.members.set(key, [member]);
     this.records += 1;
+  }
+
+  has(key: string, member: string): boolean {
+    return this.members.get(key)?.includes(member) ?? false;
   }
 
   start(): void {
@@ -63,16 +79,15 @@ class Batch {
 /**
  * The cluster acked-id log, shared by every node through Redis: a node that takes over a redelivered
  * message sees what the session acked on the node that died. Records made close together travel in one
- * script call (`ack-log-record.lua`: ZADD, ZREMRANGEBYRANK, PEXPIRE per session), and resolve or reject
- * together with it. The keys of a batch span many hash slots: on Redis Cluster a batch has to be split
- * by slot.
+ * script call (`ack-log-record.lua`) and resolve or reject together with it. On Redis Cluster a batch
+ * would have to go out per shard (their hash slots differ).
  *
  * The Redis client belongs to the caller, who connects and quits it, after `close()`.
  */
 export class RedisAckLog implements AckLog {
-  private readonly perSession: number;
   private readonly ttlMs: number;
   private readonly now: () => number;
+  private readonly perShard: number;
   private readonly batchWindowMs: number;
   private readonly maxBatch: number;
   private pending: Batch | undefined;
@@ -83,7 +98,10 @@ export class RedisAckLog implements AckLog {
     private readonly redis: Redis,
     private readonly options: RedisAckLogOptions,
   ) {
-    ({ perSession: this.perSession, ttlMs: this.ttlMs, now: this.now } = ackLogBounds(options));
+    ({ ttlMs: this.ttlMs, now: this.now } = ackLogBounds(options));
+    const maxIds = options.maxIds ?? 1_000_000;
+    requireCount('maxIds', maxIds);
+    this.perShard = Math.ceil(maxIds / SHARDS);
     this.batchWindowMs = options.batchWindowMs ?? 2;
     this.maxBatch = options.maxBatch ?? 500;
     if (!(this.batchWindowMs >= 0)) throw new RangeError(`batchWindowMs must be >= 0, got ${this.batchWindowMs}`);
@@ -93,16 +111,16 @@ export class RedisAckLog implements AckLog {
   record(sessionId: string, id: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('the acked-id log is closed'));
     const batch = (this.pending ??= this.openBatch());
-    batch.add(this.key(sessionId), escapeKeyPart(id), this.now());
+    batch.add(ackShardKey(this.options.keyPrefix, sessionId), memberOf(sessionId, id));
     if (batch.records >= this.maxBatch) this.send();
     return batch.written;
   }
 
   async has(sessionId: string, id: string): Promise<boolean> {
-    const key = this.key(sessionId);
-    const member = escapeKeyPart(id);
+    const key = ackShardKey(this.options.keyPrefix, sessionId);
+    const member = memberOf(sessionId, id);
     // Recorded but not sent yet: the session did ack it.
-    if (this.pending?.scores.get(key)?.has(member)) return true;
+    if (this.pending?.has(key, member)) return true;
     const score = await this.redis.zscore(key, member);
     return score !== null && this.now() - Number(score) < this.ttlMs;
   }
@@ -132,17 +150,9 @@ export class RedisAckLog implements AckLog {
   }
 
   private async write(batch: Batch): Promise<void> {
-    const keys: string[] = [];
-    const args: (number | string)[] = [this.perSession, Math.ceil(this.ttlMs)];
-    for (const [key, members] of batch.scores) {
-      keys.push(key);
-      args.push(members.size);
-      for (const [member, at] of members) args.push(at, member);
-    }
+    const keys = [...batch.members.keys()];
+    const args: (number | string)[] = [this.now(), Math.ceil(this.ttlMs), this.perShard];
+    for (const members of batch.members.values()) args.push(members.join('\n'));
     await recordScript.run(this.redis, keys, args);
-  }
-
-  private key(sessionId: string): string {
-    return `${sessionKeyBase(this.options.keyPrefix, sessionId)}:acked`;
   }
 }

@@ -79,6 +79,12 @@ describe('configuration', () => {
       .toEqual(['INBOX_MAX_CONNECTED="20": must be a whole number from 50 to 100000000']);
   });
 
+  it('remembers acked ids for 3 minutes to suppress duplicates, 0 turning it off', () => {
+    expect(loadConfig({}).duplicateWindowMs).toBe(180_000);
+    expect(loadConfig({ DUPLICATE_WINDOW_MS: '0' }).duplicateWindowMs).toBe(0);
+    expect(problems({ DUPLICATE_WINDOW_MS: '-1' })).toEqual(['DUPLICATE_WINDOW_MS="-1": must be a whole number from 0 to 86400000']);
+  });
+
   it('caps the prefetch of a quorum queue at 2000', () => {
     expect(problems({ AMQP_QUEUE_TYPE: 'quorum', AMQP_PREFETCH: '5000' })[0]).toMatch(/AMQP_PREFETCH.*1 to 2000/);
   });

@@ -125,8 +125,8 @@ class FakeDelivery implements Delivery {
  */
 let cacheWarm = true;
 
-function setup(options: { inbox?: Inbox; acked?: AckLog } = {}) {
-  const acked = options.acked ?? new MemoryAckLog();
+function setup(options: { inbox?: Inbox; acked?: AckLog | null } = {}) {
+  const acked = options.acked === null ? undefined : options.acked ?? new MemoryAckLog();
   const config = loadConfig({});
   const metrics = new Metrics({ defaultMetrics: false });
   const gateway = new FakeSessions();
@@ -426,8 +426,8 @@ describe('dispatcher across nodes', () => {
     expect(await cluster.handler!('mine', notification)).toBe('delivered');
     expect(await cluster.handler!('not-here', notification)).toBe('not_delivered');
     // Recorded where the client acked, before the answer lets the other node ack the broker.
-    expect(await acked.has('mine', 'fw')).toBe(true);
-    expect(await acked.has('not-here', 'fw')).toBe(false);
+    expect(await acked!.has('mine', 'fw')).toBe(true);
+    expect(await acked!.has('not-here', 'fw')).toBe(false);
   });
 });
 
@@ -461,7 +461,7 @@ describe('no needless duplicates', () => {
   it('acks a redelivered message its session already acked without emitting it, and counts it', async () => {
     const { gateway, send, metrics, acked } = setup();
     gateway.answers.set('s1', 'delivered');
-    await acked.record('s1', 'm');
+    await acked!.record('s1', 'm');
     const delivery = await send({ id: 'm', session: ['s1', 's2'], data: 1 }, {}, true);
     expect(delivery.settled).toEqual(['ack']);
     // Only s2, which had not acked it, is offered it (s2 has no sockets: it goes to its inbox).
@@ -481,9 +481,17 @@ describe('no needless duplicates', () => {
     }
   });
 
+  it('offers a redelivered message as usual when suppression is off (DUPLICATE_WINDOW_MS=0)', async () => {
+    const { gateway, send } = setup({ acked: null });
+    gateway.answers.set('s1', 'delivered');
+    const delivery = await send({ id: 'm', session: 's1', data: 1 }, {}, true);
+    expect(delivery.settled).toEqual(['ack']);
+    expect(gateway.emitted.map((e) => e.envelope.id)).toEqual(['m']);
+  });
+
   it('does not ask about a message delivered the first time', async () => {
     const { gateway, send, acked } = setup();
-    const asked = vi.spyOn(acked, 'has');
+    const asked = vi.spyOn(acked!, 'has');
     gateway.answers.set('s1', 'delivered');
     await send({ id: 'm', session: 's1', data: 1 });
     expect(asked).not.toHaveBeenCalled();

@@ -9,7 +9,6 @@ import { TRICKY_SESSION_IDS } from './inbox.behaviour.js';
 
 /** The options the suite varies; an engine's factory adds its own (connections, key prefixes). */
 export interface AckLogSettings {
-  perSession: number;
   ttlMs: number;
   now: () => number;
 }
@@ -34,7 +33,7 @@ export function describeAckLog(name: string, createLog: AckLogFactory): void {
     });
 
     async function open(settings: Partial<AckLogSettings> = {}): Promise<AckLog> {
-      const log = await createLog({ perSession: 100, ttlMs: 60_000, now: () => clock, ...settings });
+      const log = await createLog({ ttlMs: 60_000, now: () => clock, ...settings });
       opened.push(log);
       return log;
     }
@@ -84,40 +83,6 @@ export function describeAckLog(name: string, createLog: AckLogFactory): void {
       expect(await remembered(log, 'x', TRICKY_MESSAGE_IDS)).toEqual([]);
     });
 
-    it('keeps the newest perSession ids of a session and forgets the older ones', async () => {
-      const log = await open({ perSession: 3 });
-      const ids = ['m-1', 'm-2', 'm-3', 'm-4', 'm-5'];
-      for (const id of ids) {
-        clock += 1;
-        await log.record('s1', id);
-      }
-
-      expect(await remembered(log, 's1', ids)).toEqual(['m-3', 'm-4', 'm-5']);
-    });
-
-    it('makes an id recorded again the newest', async () => {
-      const log = await open({ perSession: 3 });
-      for (const id of ['m-1', 'm-2', 'm-3', 'm-1', 'm-4']) {
-        clock += 1;
-        await log.record('s1', id);
-      }
-
-      expect(await remembered(log, 's1', ['m-1', 'm-2', 'm-3', 'm-4'])).toEqual(['m-1', 'm-3', 'm-4']);
-    });
-
-    it('bounds each session on its own', async () => {
-      const log = await open({ perSession: 2 });
-      await log.record('quiet', 'q-1');
-      for (const id of ['b-1', 'b-2', 'b-3', 'b-4']) {
-        clock += 1;
-        await log.record('busy', id);
-      }
-
-      expect(await log.has('quiet', 'q-1')).toBe(true);
-      expect(await remembered(log, 'busy', ['b-1', 'b-2', 'b-3', 'b-4'])).toEqual(['b-3', 'b-4']);
-    });
-
-    // ttlMs of 10 s: long enough that Redis's own key expiry (real time) never runs during a test.
     it('remembers an id until ttlMs after it was recorded', async () => {
       const log = await open({ ttlMs: 10_000 });
       await log.record('s1', 'm-1');
@@ -153,7 +118,7 @@ export function describeAckLog(name: string, createLog: AckLogFactory): void {
     });
 
     it('remembers every one of many records made at once', async () => {
-      const log = await open({ perSession: 1_000 });
+      const log = await open();
       const records: Promise<void>[] = [];
       for (let i = 0; i < 600; i += 1) records.push(log.record(`s-${i % 7}`, `m-${i}`));
       await Promise.all(records);

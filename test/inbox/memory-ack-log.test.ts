@@ -23,6 +23,18 @@ describe('MemoryAckLog bounds', () => {
     return log;
   }
 
+  it('keeps the newest perSession ids of a session, an id recorded again as the newest, each session on its own', async () => {
+    const log = open({ perSession: 3 });
+    for (const id of ['m-1', 'm-2', 'm-3', 'm-1', 'm-4']) {
+      clock += 1;
+      await log.record('busy', id);
+    }
+    await log.record('quiet', 'q-1');
+    const has = async (ids: string[]) => (await Promise.all(ids.map((id) => log.has('busy', id)))).map((found, i) => (found ? ids[i] : '-'));
+    expect(await has(['m-1', 'm-2', 'm-3', 'm-4'])).toEqual(['m-1', '-', 'm-3', 'm-4']);
+    expect(await log.has('quiet', 'q-1')).toBe(true);
+  });
+
   it('defaults to 2 000 ids per session', async () => {
     const log = open();
     for (let i = 0; i <= 2_000; i += 1) await log.record('s1', `m-${i}`);

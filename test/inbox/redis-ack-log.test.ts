@@ -1,18 +1,13 @@
 import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { RedisAckLog, type RedisAckLogOptions } from '../../src/inbox/redis-ack-log.js';
-import { RedisInbox } from '../../src/inbox/redis-inbox.js';
+import { ackShardKey, RedisAckLog, type RedisAckLogOptions } from '../../src/inbox/redis-ack-log.js';
 import { REDIS_URL } from '../support/services.js';
 import { describeAckLog } from './ack-log.behaviour.js';
-import { inboxEntry, recordEvents, TRICKY_SESSION_IDS } from './inbox.behaviour.js';
 import { RedisTestNodes } from './redis-test-nodes.js';
 
 const redis = RedisTestNodes.use('test-ack-log');
 
 describeAckLog('RedisAckLog', (settings) => new RedisAckLog(redis.node1, { keyPrefix: redis.prefix, ...settings }));
-
-/** The key of a session with a plain id (`escapeKeyPart` leaves it as it is). */
-const ackedKey = (sessionId: string): string => `${redis.prefix}{inbox:${sessionId}}:acked`;
 
 describe('RedisAckLog on Redis', () => {
   const start = 1_700_000_000_000;
@@ -36,54 +31,57 @@ describe('RedisAckLog on Redis', () => {
 
   /** A batch window no test outlasts: a batch goes out only when full or closed. */
   const NEVER = 60_000;
+  const shardOf = (sessionId: string) => ackShardKey(redis.prefix, sessionId);
 
-  it('keeps the ids in one sorted set per session, stamped with the time they were recorded', async () => {
+  it('keeps the ids in sorted sets shared by sessions, stamped with the time their batch went out', async () => {
     const log = open(redis.node1);
     await log.record('s1', 'm:1');
     clock += 5;
     await log.record('s1', 'm-2');
 
-    expect(await redis.keysUnder()).toEqual([ackedKey('s1')]);
-    expect(await redis.node1.zrange(ackedKey('s1'), '0', '-1', 'WITHSCORES')).toEqual([
-      'm%003a1',
+    expect(await redis.keysUnder()).toEqual([shardOf('s1')]);
+    expect(await redis.node1.zrange(shardOf('s1'), '0', '-1', 'WITHSCORES')).toEqual([
+      '["s1","m:1"]',
       String(start),
-      'm-2',
+      '["s1","m-2"]',
       String(start + 5),
     ]);
   });
 
-  it("puts a session's acked ids in its inbox's Redis Cluster hash slot, apart from other sessions", async () => {
+  it('spreads sessions over 16 shards, each in a Redis Cluster hash slot of its own', async () => {
     const log = open(redis.node1);
-    const inbox = new RedisInbox(redis.node1, { keyPrefix: redis.prefix, maxPerSession: 10, now: () => clock }, recordEvents());
-    try {
-      for (const session of TRICKY_SESSION_IDS) {
-        await inbox.store(session, inboxEntry('m', clock));
-        await log.record(session, 'm');
-      }
-    } finally {
-      await inbox.close();
-    }
+    await Promise.all(Array.from({ length: 400 }, (_, i) => log.record(`session-${i}`, 'm')));
 
     const keysByTag = await redis.keysByHashTag();
-    expect(keysByTag.size).toBe(TRICKY_SESSION_IDS.length);
-    for (const keys of keysByTag.values()) {
-      expect(keys).toHaveLength(4);
-      expect(keys.filter((key) => key.endsWith(':acked'))).toHaveLength(1);
-    }
+    expect(keysByTag.size).toBe(16);
+    for (const keys of keysByTag.values()) expect(keys).toHaveLength(1);
   });
 
-  it('sets the key to expire ttlMs after the latest record, 10 minutes by default', async () => {
-    const key = ackedKey('s1');
-    await open(redis.node1).record('s1', 'm');
-    expect(await redis.node1.pttl(key)).toBeGreaterThan(600_000 - 5_000);
-    expect(await redis.node1.pttl(key)).toBeLessThanOrEqual(600_000);
+  it('keeps the newest maxIds, all sessions together', async () => {
+    const log = open(redis.node1, { maxIds: 16 });
+    for (let i = 0; i < 40; i += 1) {
+      clock += 1;
+      await log.record('one-session', `m-${i}`);
+    }
+    expect(await log.has('one-session', 'm-39')).toBe(true);
+    expect(await log.has('one-session', 'm-38')).toBe(false);
+    expect(await redis.node1.zcard(shardOf('one-session'))).toBe(1);
+  });
 
+  it('drops the ids older than ttlMs when it writes, and sets the key to expire ttlMs later, 3 minutes by default', async () => {
+    const key = shardOf('s1');
+    await open(redis.node1).record('s1', 'm');
+    expect(await redis.node1.pttl(key)).toBeGreaterThan(180_000 - 5_000);
+    expect(await redis.node1.pttl(key)).toBeLessThanOrEqual(180_000);
+
+    clock += 30_000;
     await open(redis.node1, { ttlMs: 30_000 }).record('s1', 'n');
+    expect(await redis.node1.zrange(key, '0', '-1')).toEqual(['["s1","n"]']);
     expect(await redis.node1.pttl(key)).toBeGreaterThan(30_000 - 5_000);
     expect(await redis.node1.pttl(key)).toBeLessThanOrEqual(30_000);
   });
 
-  it('lets Redis delete the ids of a session that stopped acking', async () => {
+  it('lets Redis delete the ids of sessions that stopped acking', async () => {
     const log = open(redis.node1, { now: Date.now, ttlMs: 200 });
     await log.record('gone', 'm');
     expect(await redis.keysUnder()).toHaveLength(1);
@@ -106,7 +104,7 @@ describe('RedisAckLog on Redis', () => {
     await Promise.all(records);
 
     expect(calls).toHaveBeenCalledTimes(3);
-    expect(await redis.node1.zcard(ackedKey('s-3'))).toBe(120);
+    expect(await log.has('s-3', 'm-1193')).toBe(true);
   });
 
   it('lets records made within batchWindowMs share the round trip of the first', async () => {
@@ -166,7 +164,7 @@ describe('RedisAckLog on Redis', () => {
   });
 
   it('rejects the records of a batch in which a command failed', async () => {
-    await redis.node1.set(ackedKey('broken'), 'not a sorted set');
+    await redis.node1.set(shardOf('broken'), 'not a sorted set');
     const log = open(redis.node1);
 
     const outcomes = await Promise.allSettled([log.record('broken', 'a'), log.record('fine', 'b')]);
