@@ -126,7 +126,7 @@ export class Dispatcher {
         resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
       };
       if (!notification.reliable) answer(deps.sessions.send(sessionId, envelope));
-      // Recorded here, where the client acked, before the sending node acks the broker.
+      // Recorded here, where the client acked: the node that sent it may die before it acks the broker.
       else deps.sessions.offer(sessionId, envelope, (local) => this.recordedIfDelivered(sessionId, notification.id, local, answer));
     }));
     deps.bus.onReplay((sessionId) => deps.sessions.replay(sessionId));
@@ -294,20 +294,19 @@ export class Dispatcher {
     );
   }
 
-  /** Records a client's ack before reporting it (so that a redelivery after this point is suppressed). */
+  /**
+   * Notes a client's ack in the acked-id log, and reports the outcome at once. Not waiting for the write
+   * costs no protection: until the broker has the ack, the write is as likely to be in flight either way,
+   * and waiting would hold every reliable message's broker slot for a Redis round trip more.
+   */
   private recordedIfDelivered(sessionId: string, id: string, local: LocalOutcome, then: (local: LocalOutcome) => void): void {
     const { acked } = this.deps;
-    if (local !== 'delivered' || !acked) {
-      then(local);
-      return;
-    }
-    acked.record(sessionId, id).then(
-      () => then(local),
-      (err: unknown) => {
+    if (local === 'delivered' && acked) {
+      acked.record(sessionId, id).catch((err: unknown) => {
         this.deps.logger.debug({ err, session: sessionId, id }, 'could not record an ack; a redelivery of it would be emitted again');
-        then(local);
-      },
-    );
+      });
+    }
+    then(local);
   }
 
   private attemptReliable(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {

@@ -449,13 +449,16 @@ describe('no needless duplicates', () => {
     };
   }
 
-  it('records the client ack before the broker message is acked', async () => {
-    const events: string[] = [];
-    const { gateway, send } = setup({ acked: notingLog(events) });
-    gateway.answers.set('s1', 'delivered');
-    const delivery = await send({ id: 'm', session: 's1', data: 1 });
-    events.push(...delivery.settled);
-    expect(events).toEqual(['record s1/m', 'ack']);
+  it('records the client ack, without holding the broker ack for it, and acks also when the log is down', async () => {
+    for (const down of [false, true]) {
+      const events: string[] = [];
+      const { gateway, send } = setup({ acked: notingLog(events, down) });
+      gateway.answers.set('s1', 'delivered');
+      const delivery = await send({ id: 'm', session: 's1', data: 1 });
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(delivery.settled).toEqual(['ack']);
+      expect(events).toEqual(down ? [] : ['record s1/m']);
+    }
   });
 
   it('acks a redelivered message its session already acked without emitting it, and counts it', async () => {
