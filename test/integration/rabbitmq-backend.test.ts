@@ -14,6 +14,10 @@ import {
   until,
   type Running,
 } from '../support/harness.js';
+import { loadConfig } from '../../src/config/config.js';
+import { AmqpQueue } from '../../src/ingest/amqp/amqp-queue.js';
+import type { Delivery, DeliveryHandler } from '../../src/ingest/queue.js';
+import { createLogger } from '../../src/observability/logger.js';
 import { balance, waitingIds, type DeadLetterSeen } from '../support/conservation.js';
 import { TcpProxy } from '../support/proxy.js';
 import {
@@ -245,6 +249,48 @@ describe('losing a dependency', () => {
     expect(await metric(node.url, 'pushcenter_dependency_up', { dependency: 'amqp' })).toBe(1);
     expect((await post(node.url, { id: 'after', session: 'later', data: 1 })).status).toBe(202);
     await until(async () => (await getJson(node.url, '/v1/sessions/later')).body.inbox, (n) => n === 1);
+  });
+
+  it.each([
+    ['acks a redelivery its session already acked instead of emitting it again', '180000', 1],
+    ['emits it again with DUPLICATE_WINDOW_MS=0 (the control)', '0', 2],
+  ])('%s', async (_name, window, arrivals) => {
+    const name = uniqueName('test-backend');
+    names.push(name);
+    const env = { ...realEngines(name), ACK_TIMEOUT_MS: 500, DUPLICATE_WINDOW_MS: window };
+    const config = loadConfig({ PORT: 0, HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...env });
+    const real = await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url!, logger: createLogger('silent', 'test', false) });
+    // The broker never hears the first ack of 'twice': as if the node died before it reached RabbitMQ.
+    let lost = false;
+    const queue = Object.assign(Object.create(real) as AmqpQueue, {
+      consume: (handler: DeliveryHandler) => real.consume((delivery) => {
+        if (lost || delivery.message.messageId !== 'twice') return handler(delivery);
+        lost = true;
+        const losesItsAck: Delivery = {
+          get message() {
+            return delivery.message;
+          },
+          redelivered: delivery.redelivered,
+          ack: () => delivery.requeue(),
+          deadLetter: (reason, detail) => delivery.deadLetter(reason, detail),
+          requeue: () => delivery.requeue(),
+          release: () => delivery.release(),
+        };
+        handler(losesItsAck);
+      }),
+    });
+    const node = await startNode(env, { queue });
+    nodes.push(node);
+    const socket = await session(node.url, 'acks-once');
+    const received = collect(socket);
+    await backend.publish(name, [{ id: 'twice', session: 'acks-once', data: 1 }], { messageId: 'twice' });
+
+    await until(async () => (await metric(node.url, 'pushcenter_duplicates_suppressed_total')) + received.length, (n) => n >= 2, 10_000);
+    await sleep(300);
+    expect(received.map((r) => r.envelope.id)).toEqual(Array(arrivals).fill('twice'));
+    expect(await metric(node.url, 'pushcenter_duplicates_suppressed_total')).toBe(2 - arrivals);
+    expect(lost).toBe(true);
+    expect((await getJson(node.url, '/v1/sessions/acks-once')).body.inbox).toBe(0);
   });
 
   it('Redis down during a burst, then back: every message delivered, waiting or dead-lettered, none lost', async () => {

@@ -20,13 +20,20 @@ export interface KillRun {
 
 /**
  * Two node processes on one queue; one session's tab on A; `total` reliable messages to it published
- * to the queue (both nodes consume, B forwards to A); A is killed with SIGKILL once the tab has
- * `killAfter` of them; the tab moves to B. Waits until every id is delivered, waiting in the inbox or
+ * to the queue (both nodes consume, B forwards to A); once the tab has `killAfter` of them, A (the
+ * owner; the tab moves to B) or B (only forwarding: what it held comes back to A) is killed with SIGKILL. Waits until every id is delivered, waiting in the inbox or
  * dead-lettered, or `settleMs` passed, and returns the balance (the caller asserts on it).
  */
 export async function killOwnerDuring(
   publisher: ConfirmChannel,
-  options: { total: number; killAfter: number; settleMs: number; env?: Record<string, string> },
+  options: {
+    total: number;
+    killAfter: number;
+    settleMs: number;
+    env?: Record<string, string>;
+    /** `owner` (default): the node the tab is on, which moves; `other`: the node that only consumes and forwards. */
+    kill?: 'owner' | 'other';
+  },
 ): Promise<{ run: KillRun; cluster: ClusterUnderTest; tab: Tab }> {
   const cluster = new ClusterUnderTest(uniqueName('test-kill'), { ACK_TIMEOUT_MS: '2000', AMQP_PREFETCH: '200', ...options.env });
   await Promise.all([cluster.start('A'), cluster.start('B')]);
@@ -40,9 +47,9 @@ export async function killOwnerDuring(
     }
     await publisher.waitForConfirms();
     await until(() => new Set(tab.ids()).size, (n) => n >= options.killAfter, 30_000);
-    await cluster.stop('A', 'SIGKILL');
+    const [victim, survivor] = options.kill === 'other' ? ['B', cluster.url('A')] : ['A', cluster.url('B')];
+    await cluster.stop(victim, 'SIGKILL');
     const killedAt = Date.now();
-    const survivor = cluster.url('B');
 
     const redis = new Redis(REDIS_URL, { lazyConnect: true });
     await redis.connect();
