@@ -273,12 +273,23 @@ export class App {
       this.logger.child({ component: 'backpressure' }),
     );
 
+    const startedAt = Date.now();
+    this.directory.reportStatus(() => ({
+      startedAt,
+      sockets: this.gateway.connectionCount,
+      sessions: this.gateway.sessionCount,
+      inflight: this.queue.inflight,
+      paused: this.backpressure.paused,
+      version: PACKAGE_VERSION,
+    }));
+
     registerNotificationRoute(this.http, { parser, queue: this.queue, metrics, apiKeys: config.apiKeys });
     registerStaticRoutes(this.http, new URL('../public/', import.meta.url));
     registerOperationsRoutes(this.http, {
       metrics,
       readiness: () => this.readiness(),
       maxIdLength: config.limits.maxIdLength,
+      cluster: () => this.directory.nodes(),
       deadLetters: (query) => this.queue instanceof MemoryQueue
         ? embeddedDeadLetters(this.queue, query)
         : { elsewhere: `dead letters are in the RabbitMQ queue '${config.amqp.deadLetterQueue}' (reason in header x-pushcenter-error)` },

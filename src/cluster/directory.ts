@@ -10,6 +10,23 @@ export interface SessionPresence {
   sockets: number;
 }
 
+/** What a node tells the cluster about itself (`GET /v1/cluster`). */
+export interface NodeStatus {
+  id: string;
+  /** ms since epoch. */
+  startedAt: number;
+  /** Sockets connected to it. */
+  sockets: number;
+  /** Sessions with a socket on it. */
+  sessions: number;
+  /** Broker messages it holds unacked. */
+  inflight: number;
+  /** Backpressure holds its consumption. */
+  paused: boolean;
+  /** The push-center version it runs. */
+  version: string;
+}
+
 export interface SessionDirectory {
   readonly nodeId: string;
   /** Can reach the shared store now (always true for memory until closed); when false, calls reject at once. */
@@ -36,6 +53,16 @@ export interface SessionDirectory {
   knownRemoteNodes(sessionId: string): string[] | undefined;
   /** Where the session is connected, cluster-wide: this node's own count and the live nodes' counts. */
   presence(sessionId: string): Promise<SessionPresence>;
+  /**
+   * Where this node's status comes from: read at each heartbeat and published with it (the memory engine
+   * reads it when asked).
+   */
+  reportStatus(source: () => Omit<NodeStatus, 'id'>): void;
+  /**
+   * The status of every live node that reports one, this one's read now, the others' as of their latest
+   * heartbeat; ordered by id. A node whose liveness lapsed is not listed.
+   */
+  nodes(): Promise<NodeStatus[]>;
   /**
    * Leaves the directory: this node's entries are removed (or, when the store is unreachable, stop
    * counting once its liveness lapses). Close it before the node's bus, so other nodes stop forwarding

@@ -2,7 +2,7 @@ import type { Notification } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { ForwardHandler, ForwardOutcome, NodeBus, ReplayHandler } from './bus.js';
 import { nodeIdInUse, requireNodeId, requirePositiveMs, requireSocketCount } from './checks.js';
-import type { SessionDirectory, SessionPresence } from './directory.js';
+import type { NodeStatus, SessionDirectory, SessionPresence } from './directory.js';
 import { answerForward, PendingForwards } from './forwarding.js';
 
 export interface MemoryClusterOptions {
@@ -23,7 +23,8 @@ const NO_NODES: readonly string[] = Object.freeze([]);
  */
 export class MemoryCluster {
   private readonly sockets: SocketTable = new Map();
-  private readonly directories = new Set<string>();
+  /** The open directories, each with its node's status source once it reported one. */
+  private readonly directories = new Map<string, (() => Omit<NodeStatus, 'id'>) | undefined>();
   private readonly buses = new Map<string, MemoryBus>();
 
   constructor(private readonly options: MemoryClusterOptions) {
@@ -34,8 +35,8 @@ export class MemoryCluster {
   directory(nodeId: string): SessionDirectory {
     requireNodeId(nodeId);
     if (this.directories.has(nodeId)) throw nodeIdInUse(nodeId);
-    this.directories.add(nodeId);
-    return new MemoryDirectory(nodeId, this.sockets, () => this.directories.delete(nodeId));
+    this.directories.set(nodeId, undefined);
+    return new MemoryDirectory(nodeId, this.sockets, this.directories);
   }
 
   /** The node's bus; one open bus per node id, as on Redis. */
@@ -57,8 +58,18 @@ class MemoryDirectory implements SessionDirectory {
   constructor(
     readonly nodeId: string,
     private readonly sockets: SocketTable,
-    private readonly release: () => void,
+    private readonly directories: Map<string, (() => Omit<NodeStatus, 'id'>) | undefined>,
   ) {}
+
+  reportStatus(source: () => Omit<NodeStatus, 'id'>): void {
+    if (!this.closed) this.directories.set(this.nodeId, source);
+  }
+
+  async nodes(): Promise<NodeStatus[]> {
+    const nodes: NodeStatus[] = [];
+    for (const [id, source] of this.directories) if (source) nodes.push({ id, ...source() });
+    return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
 
   get connected(): boolean {
     return !this.closed;
@@ -109,7 +120,7 @@ class MemoryDirectory implements SessionDirectory {
     for (const [sessionId, nodes] of this.sockets) {
       if (nodes.delete(this.nodeId) && nodes.size === 0) this.sockets.delete(sessionId);
     }
-    this.release();
+    this.directories.delete(this.nodeId);
   }
 }
 

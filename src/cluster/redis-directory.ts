@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.js';
 import { LuaScript } from '../util/lua-script.js';
 import { requireNodeId, requirePositiveMs, requireSocketCount } from './checks.js';
 import { RemoteNodesCache } from './directory-cache.js';
-import type { SessionDirectory, SessionPresence } from './directory.js';
+import type { NodeStatus, SessionDirectory, SessionPresence } from './directory.js';
 import {
   clientsReady,
   DEFAULT_START_TIMEOUT_MS,
@@ -64,6 +64,15 @@ const deleteKeyIfUnchanged = LuaScript.load(new URL('./delete-key-if-unchanged.l
  *
  * The clients belong to the caller (see `RedisBus`, whose subscriber connection this may share).
  */
+/** A node's status as another node wrote it. */
+function parseStatus(json: string): Omit<NodeStatus, 'id'> & { incarnation?: string } {
+  try {
+    return JSON.parse(json) as Omit<NodeStatus, 'id'> & { incarnation?: string };
+  } catch {
+    return { startedAt: 0, sockets: 0, sessions: 0, inflight: 0, paused: false, version: 'unknown' };
+  }
+}
+
 export class RedisDirectory implements SessionDirectory {
   readonly nodeId: string;
   private readonly names: ClusterNames;
@@ -86,6 +95,7 @@ export class RedisDirectory implements SessionDirectory {
   /** The heartbeat running now, so `close()` can let it finish before removing the entries. */
   private beating: Promise<void> | undefined;
   private lastFullWrite = 0;
+  private statusSource: (() => Omit<NodeStatus, 'id'>) | undefined;
   private stopListening: (() => void) | undefined;
   private started = false;
   private closed = false;
@@ -200,6 +210,32 @@ export class RedisDirectory implements SessionDirectory {
     return { nodes, sockets };
   }
 
+  reportStatus(source: () => Omit<NodeStatus, 'id'>): void {
+    this.statusSource = source;
+  }
+
+  async nodes(): Promise<NodeStatus[]> {
+    requireReady(this.redis);
+    const reported = await this.redis.hgetall(this.names.nodesKey);
+    const others = Object.keys(reported).filter((id) => id !== this.nodeId);
+    const alive = others.length > 0 ? await this.redis.mget(others.map((id) => this.names.nodeKey(id))) : [];
+    const nodes: NodeStatus[] = this.statusSource && !this.closed ? [{ id: this.nodeId, ...this.statusSource() }] : [];
+    const gone: string[] = [];
+    others.forEach((id, i) => {
+      const { incarnation, ...status } = parseStatus(reported[id]!);
+      // Reported by a process that is no longer alive under this id (its key lapsed or a new one runs).
+      if (alive[i] !== incarnation) {
+        if (alive[i] === null) gone.push(id);
+        return;
+      }
+      nodes.push({ ...status, id });
+    });
+    if (gone.length > 0) {
+      this.redis.hdel(this.names.nodesKey, ...gone).catch((err: unknown) => this.logger.debug({ err }, 'could not remove gone nodes\' status'));
+    }
+    return nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
   /**
    * Leaves the cluster: stops the heartbeat, removes this node's directory entries and liveness key (best
    * effort: if Redis is unreachable they stop counting when the key expires) and unsubscribes. The
@@ -219,6 +255,7 @@ export class RedisDirectory implements SessionDirectory {
       // Entries first: should Redis go away before the key is deleted too, the key expires by itself.
       await this.writeEntries([...new Set([...this.localSockets.keys(), ...this.unsynced])], () => 0);
       await deleteKeyIfUnchanged.run(this.redis, [this.livenessKey], [this.incarnation]);
+      await this.redis.hdel(this.names.nodesKey, this.nodeId);
     } catch (err) {
       this.logger.warn({ err }, 'could not remove this node from the session directory; its entries expire with its liveness key');
     }
@@ -252,6 +289,9 @@ export class RedisDirectory implements SessionDirectory {
   private async writeLiveness(): Promise<void> {
     const previous = await this.redis.set(this.livenessKey, this.incarnation, 'PX', this.nodeTtlMs, 'GET');
     const lapsed = previous !== this.incarnation;
+    if (this.statusSource) {
+      await this.redis.hset(this.names.nodesKey, this.nodeId, JSON.stringify({ ...this.statusSource(), incarnation: this.incarnation }));
+    }
     if (lapsed && this.lastFullWrite > 0) {
       this.logger.warn({ sessions: this.localSockets.size }, 'this node was counted as gone (liveness expired); rewriting its directory entries');
     }

@@ -20,14 +20,17 @@ export function unescapeKeyPart(escaped: string): string {
  *
  *   <prefix>node:<enc nodeId>       STRING  the node's incarnation (random per start), PX = nodeTtlMs
  *   <prefix>session:<enc session>   HASH    nodeId -> "<sockets>:<incarnation>", PX = directoryTtlMs
+ *   <prefix>nodes                   HASH    nodeId -> its latest status, JSON with its incarnation (`GET /v1/cluster`)
  *   <prefix>directory               channel session ids whose entries changed (`RedisDirectory`)
  *   <prefix>bus:<enc nodeId>        channel the frames addressed to that node (`RedisBus`)
  */
 export class ClusterNames {
   readonly directoryChannel: string;
+  readonly nodesKey: string;
 
   constructor(private readonly prefix: string) {
     this.directoryChannel = `${prefix}directory`;
+    this.nodesKey = `${prefix}nodes`;
   }
 
   nodeKey(nodeId: string): string {

@@ -83,6 +83,16 @@ export class Gateway implements LocalSessions {
     io.on('connection', (socket) => this.onConnection(socket));
   }
 
+  /** Sockets connected to this node. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** Sessions with a socket on this node. */
+  get sessionCount(): number {
+    return this.sessions.size;
+  }
+
   sockets(sessionId: string): number {
     return this.sessions.get(sessionId)?.size ?? 0;
   }

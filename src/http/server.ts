@@ -5,6 +5,7 @@ import rateLimit from '@fastify/rate-limit';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import { readFile } from 'node:fs/promises';
 import { Type } from '@sinclair/typebox';
+import type { NodeStatus } from '../cluster/directory.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 
@@ -133,6 +134,8 @@ export function registerOperationsRoutes(
     metrics: Metrics;
     readiness: () => Readiness;
     session: (id: string) => Promise<SessionView>;
+    /** The live nodes and their latest status. */
+    cluster: () => Promise<NodeStatus[]>;
     /** Embedded: the dead letters kept in memory; cluster: where they are instead. */
     deadLetters: (query: { reason?: string | undefined; limit: number }) => DeadLettersView | { elsewhere: string };
     maxIdLength: number;
@@ -186,6 +189,32 @@ export function registerOperationsRoutes(
       },
     },
   }, async (request) => deps.session(request.params.id));
+
+  app.get('/v1/cluster', {
+    schema: {
+      tags: ['operations'],
+      summary: 'The nodes alive now, as of their latest heartbeat (this node: now); the same from any node',
+      response: {
+        200: Type.Array(Type.Object({
+          id: Type.String(),
+          startedAt: Type.Integer({ description: 'ms since epoch' }),
+          sockets: Type.Integer({ description: 'sockets connected to it' }),
+          sessions: Type.Integer({ description: 'sessions with a socket on it' }),
+          inflight: Type.Integer({ description: 'broker messages it holds unacked' }),
+          paused: Type.Boolean({ description: 'backpressure holds its consumption' }),
+          version: Type.String(),
+        })),
+        503: ERROR_SCHEMA,
+      },
+    },
+  }, async (request, reply) => {
+    try {
+      return await deps.cluster();
+    } catch (err) {
+      request.log.warn({ err }, 'cluster view unavailable');
+      return reply.code(503).send({ error: { code: 'unavailable', message: 'the cluster store (Redis) cannot be reached now' } });
+    }
+  });
 
   const letter = Type.Object({
     at: Type.Integer({ description: 'when it was dead-lettered, ms since epoch' }),

@@ -100,6 +100,23 @@ export function describeDirectory(engine: string, start: StartDirectory): void {
       expect(await b.presence('s3')).toEqual({ nodes: [], sockets: 0 });
     });
 
+    it('lists the live nodes that report a status, each with its latest one, the same from every node', async () => {
+      const [a, b, c] = await Promise.all([start('A'), start('B'), start('C')]);
+      const status = (sockets: number) => ({ startedAt: 1_700_000_000_000, sockets, sessions: sockets, inflight: 0, paused: false, version: '1.2.3' });
+      let bSockets = 1;
+      a.reportStatus(() => status(5));
+      b.reportStatus(() => status(bSockets));
+      expect(await a.nodes()).toContainEqual({ id: 'A', ...status(5) });
+      await vi.waitFor(async () => {
+        for (const node of [a, b, c]) expect(await node.nodes()).toEqual([{ id: 'A', ...status(5) }, { id: 'B', ...status(1) }]);
+      }, { timeout: 3_000, interval: 20 });
+
+      bSockets = 7;
+      await vi.waitFor(async () => expect(await a.nodes()).toEqual([{ id: 'A', ...status(5) }, { id: 'B', ...status(7) }]), { timeout: 3_000, interval: 20 });
+      await b.close();
+      await vi.waitFor(async () => expect((await c.nodes()).map((n) => n.id)).toEqual(['A']), { timeout: 3_000, interval: 20 });
+    });
+
     it('rejects a socket count that is not a whole number >= 0', async () => {
       const a = await start('A');
       for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {

@@ -72,6 +72,17 @@ describe('RedisDirectory in Redis', () => {
     await vi.waitFor(async () => expect(await redis.admin.hget(redis.sessionKey('s1'), 'B')).toBeNull(), { timeout: 1_000, interval: 20 });
   });
 
+  it('stops listing a node whose heartbeat stopped in the cluster view, and tidies its status away', async () => {
+    const [a, b] = await Promise.all([redis.startNode('A'), redis.startNode('B', { heartbeatMs: 50, nodeTtlMs: 250 })]);
+    const status = { startedAt: 1, sockets: 2, sessions: 1, inflight: 0, paused: false, version: 'x' };
+    b.directory.reportStatus(() => status);
+    await vi.waitFor(async () => expect(await a.directory.nodes()).toEqual([{ id: 'B', ...status }]), { timeout: 1_000, interval: 20 });
+
+    await b.kill();
+    await vi.waitFor(async () => expect(await a.directory.nodes()).toEqual([]), { timeout: 3_000, interval: 50 });
+    await vi.waitFor(async () => expect(await redis.admin.hget(`${redis.prefix}nodes`, 'B')).toBeNull(), { timeout: 1_000, interval: 20 });
+  });
+
   it('ignores the entries of an earlier process with the same node id at once', async () => {
     const a = await redis.startNode('A');
     const first = await redis.startNode('B', { nodeTtlMs: 60_000 });

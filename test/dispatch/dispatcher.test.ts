@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ForwardHandler, ForwardOutcome } from '../../src/cluster/bus.js';
 import type { NodeBus } from '../../src/cluster/bus.js';
-import type { SessionDirectory } from '../../src/cluster/directory.js';
+import type { NodeStatus, SessionDirectory } from '../../src/cluster/directory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { Dispatcher } from '../../src/dispatch/dispatcher.js';
 import type { LocalOutcome, LocalSessions } from '../../src/dispatch/local-sessions.js';
@@ -97,6 +97,10 @@ class FakeCluster implements SessionDirectory, NodeBus {
     this.replayHandler = handler;
   }
   async close(): Promise<void> {}
+  reportStatus(): void {}
+  async nodes(): Promise<NodeStatus[]> {
+    return [];
+  }
 }
 
 class FakeDelivery implements Delivery {

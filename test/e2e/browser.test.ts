@@ -120,7 +120,7 @@ describe('the documentation and static routes', () => {
     const { status, body } = await getJson(node.url, '/docs/json');
     expect(status).toBe(200);
     expect(body.openapi).toMatch(/^3\./);
-    expect(Object.keys(body.paths).sort()).toEqual(['/healthz', '/metrics', '/readyz', '/v1/dead-letters', '/v1/notifications', '/v1/sessions/{id}']);
+    expect(Object.keys(body.paths).sort()).toEqual(['/healthz', '/metrics', '/readyz', '/v1/cluster', '/v1/dead-letters', '/v1/notifications', '/v1/sessions/{id}']);
     const post = body.paths['/v1/notifications'].post;
     const schema = post.requestBody.content['application/json'].schema;
     const single = schema.anyOf[0];

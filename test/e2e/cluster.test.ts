@@ -107,6 +107,17 @@ describe('a cluster of three nodes', () => {
     expect(outsider.received).toHaveLength(0);
   });
 
+  it('any node answers the cluster view: every live node with its sockets; a killed node drops out', async () => {
+    const c = await threeNodes();
+    await tab('viewed-on-b', 'B');
+    const view = async (nodeId: string) => (await getJson(c.url(nodeId), '/v1/cluster')).body as Array<{ id: string; sockets: number }>;
+    for (const asked of ['A', 'C']) {
+      await until(() => view(asked), (nodes) => nodes.map((n) => `${n.id}:${n.sockets}`).join() === 'A:0,B:1,C:0', 10_000);
+    }
+    await c.stop('B', 'SIGKILL');
+    await until(() => view('A'), (nodes) => nodes.map((n) => n.id).join() === 'A,C', 15_000);
+  });
+
   it('HTTP on any node reaches a session on another node', async () => {
     const c = await threeNodes();
     const onC = await tab('http-user', 'C');

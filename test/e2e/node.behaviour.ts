@@ -341,6 +341,24 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
     }
 
     describe('HTTP API', () => {
+      it('lists this node in the cluster view, with its sockets and sessions', async () => {
+        await session(node.url, 'cluster-view');
+        const { status, body } = await getJson(node.url, '/v1/cluster');
+        expect(status).toBe(200);
+        const me = body.find((n: { id: string }) => n.id === node.app.config.nodeId);
+        expect(me).toEqual({
+          id: node.app.config.nodeId,
+          startedAt: expect.any(Number),
+          sockets: expect.any(Number),
+          sessions: expect.any(Number),
+          inflight: expect.any(Number),
+          paused: false,
+          version: expect.stringMatching(/^\d+\.\d+\.\d+/),
+        });
+        expect(me.sockets).toBeGreaterThanOrEqual(1);
+        expect(me.sessions).toBeGreaterThanOrEqual(1);
+      });
+
       it('lists the dead letters kept in memory in embedded mode, and says where they are otherwise', async () => {
         const before = await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' });
         await post(node.url, [1, 2, 3, 4, 5].map((i) => ({ id: `listed-${i}`, session: 'listed', data: i })));
