@@ -18,6 +18,7 @@ import { FAST_PATH_OFF, probeFastPath } from './gateway/fast-path/probe.js';
 import { Gateway } from './gateway/gateway.js';
 import type { PushServer } from './gateway/protocol.js';
 import { JwtAuthenticator } from './gateway/jwt-auth.js';
+import { registerAdminRoutes, type AdminOverview } from './http/admin.js';
 import { createHttpServer, registerOperationsRoutes, registerStaticRoutes, type DeadLettersView, type Readiness } from './http/server.js';
 import type { AckLog } from './inbox/ack-log.js';
 import { inboxDeadLetters } from './inbox/dead-letters.js';
@@ -285,6 +286,19 @@ export class App {
 
     registerNotificationRoute(this.http, { parser, queue: this.queue, metrics, apiKeys: config.apiKeys });
     registerStaticRoutes(this.http, new URL('../public/', import.meta.url));
+    registerAdminRoutes(this.http, {
+      maxIdLength: config.limits.maxIdLength,
+      overview: () => this.adminOverview(),
+      inbox: async (id, limit) => {
+        const [size, entries] = await Promise.all([this.inbox.size(id), this.inbox.read(id, limit)]);
+        return {
+          size,
+          entries: entries.map(({ id: messageId, event, sentAt, expiresAt, data }) => ({
+            id: messageId, event, sentAt, expiresAt, preview: (JSON.stringify(data) ?? 'null').slice(0, 200),
+          })),
+        };
+      },
+    });
     registerOperationsRoutes(this.http, {
       metrics,
       readiness: () => this.readiness(),
@@ -298,6 +312,31 @@ export class App {
         return { online: presence.sockets > 0, sockets: presence.sockets, nodes: presence.nodes, inbox };
       },
     });
+  }
+
+  /** This node's consumer and dead letters (the admin page). */
+  async adminOverview(): Promise<AdminOverview> {
+    const { queue } = this;
+    let waiting: number | null = null;
+    try {
+      waiting = await queue.deadLetterDepth();
+    } catch (err) {
+      this.logger.debug({ err }, 'could not ask the broker for the dead-letter queue depth');
+    }
+    const byReason: Record<string, number> = {};
+    for (const { labels, value } of (await this.metrics.deadLetters.get()).values) byReason[String(labels.reason)] = value;
+    return {
+      node: this.config.nodeId,
+      consumer: {
+        engine: queue.engine,
+        connected: queue.connected,
+        consuming: queue.consuming,
+        paused: this.backpressure.paused,
+        inflight: queue.inflight,
+        prefetch: this.config.amqp.prefetch,
+      },
+      deadLetters: { waiting, byReason },
+    };
   }
 
   /** Each configured dependency: connected or not. */

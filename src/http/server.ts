@@ -250,6 +250,7 @@ export function registerOperationsRoutes(
 
 const STATIC_FILES: Record<string, { file: string; type: string }> = {
   '/demo': { file: 'demo.html', type: 'text/html; charset=utf-8' },
+  '/admin': { file: 'admin.html', type: 'text/html; charset=utf-8' },
   '/push-center-client.js': { file: 'push-center-client.js', type: 'text/javascript; charset=utf-8' },
   '/push-center-client.js.map': { file: 'push-center-client.js.map', type: 'application/json' },
 };

@@ -69,6 +69,10 @@ export class MemoryQueue implements NotificationQueue {
     for (const copy of copies) this.keepDeadLetter(copy);
   }
 
+  async deadLetterDepth(): Promise<number> {
+    return this.deadLetters.length;
+  }
+
   async consume(handler: DeliveryHandler): Promise<void> {
     this.handler = handler;
     this.schedule();

@@ -71,6 +71,8 @@ export interface NotificationQueue {
    * as the engine allows (RabbitMQ: confirmed). Throws `QueueUnavailableError`.
    */
   deadLetter(copies: DeadLetterCopy[]): Promise<void>;
+  /** Messages waiting in the dead-letter queue now (embedded: the ones kept in memory). */
+  deadLetterDepth(): Promise<number>;
   /** Starts handing deliveries to the handler, at most `prefetch` unsettled at once. */
   consume(handler: DeliveryHandler): Promise<void>;
   /** Backpressure: take no new deliveries until `resume()`; those in flight stay valid. */

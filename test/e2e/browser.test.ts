@@ -68,6 +68,43 @@ function withMissed(frame: string, missed: Missed): string {
   return answer?.ok === true ? `43${ack[1]}${JSON.stringify([{ ...answer, missed }])}` : frame;
 }
 
+describe('the admin page in a real browser', () => {
+  it('shows the nodes, the consumer, the dead letters by reason and a session\'s inbox', async () => {
+    const connection = await connect(AMQP_URL);
+    const channel = await connection.createConfirmChannel();
+    channel.sendToQueue(name, Buffer.from('this is not JSON'), { persistent: true, contentType: 'application/json' });
+    await channel.waitForConfirms();
+    await connection.close();
+    const posted = await fetch(`${node.url}/v1/notifications`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([1, 2, 3].map((i) => ({ id: `waiting-${i}`, session: 'admin-looked-up', data: { n: i } }))),
+    });
+    expect(posted.status).toBe(202);
+
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    const problems: string[] = [];
+    page.on('pageerror', (err) => problems.push(err.message));
+    await page.goto(`${node.url}/admin`);
+    await page.waitForSelector(`#nodes td:has-text("${node.app.config.nodeId} (this one)")`, { timeout: 10_000 });
+    await page.waitForSelector('#consumer td:has-text("RabbitMQ")');
+    await page.waitForSelector('#dead td:has-text("not_json")', { timeout: 10_000 });
+    await page.waitForSelector('#dead-waiting:has-text("waiting in the dead-letter queue")');
+
+    await page.fill('#session', 'admin-looked-up');
+    await page.click('#lookup button');
+    await page.waitForSelector('#where:has-text("admin-looked-up: offline; 3 waiting in its inbox.")', { timeout: 10_000 });
+    expect(await page.locator('#inbox tbody tr').count()).toBe(3);
+    await page.waitForSelector('#inbox td:has-text("waiting-1")');
+    expect(problems).toEqual([]);
+    mkdirSync(SCREENSHOTS, { recursive: true });
+    const file = `${SCREENSHOTS}admin-page.png`;
+    await page.screenshot({ path: file, fullPage: true });
+    console.info(`admin page screenshot: ${file}`);
+    await page.close();
+  });
+});
+
 describe('the demo page in a real browser', () => {
   it('shows a notification sent from the page over HTTP and one published to RabbitMQ', async () => {
     const page = await openDemo('browser-user');
@@ -120,7 +157,10 @@ describe('the documentation and static routes', () => {
     const { status, body } = await getJson(node.url, '/docs/json');
     expect(status).toBe(200);
     expect(body.openapi).toMatch(/^3\./);
-    expect(Object.keys(body.paths).sort()).toEqual(['/healthz', '/metrics', '/readyz', '/v1/cluster', '/v1/dead-letters', '/v1/notifications', '/v1/sessions/{id}']);
+    expect(Object.keys(body.paths).sort()).toEqual([
+      '/healthz', '/metrics', '/readyz', '/v1/admin/overview', '/v1/cluster', '/v1/dead-letters', '/v1/notifications',
+      '/v1/sessions/{id}', '/v1/sessions/{id}/inbox',
+    ]);
     const post = body.paths['/v1/notifications'].post;
     const schema = post.requestBody.content['application/json'].schema;
     const single = schema.anyOf[0];

@@ -139,6 +139,17 @@ export class AmqpQueue implements NotificationQueue {
     return this.deadLetters.send(copies);
   }
 
+  /** Asked on a channel of its own: a failed check closes its channel, which must not be the publisher's. */
+  async deadLetterDepth(): Promise<number> {
+    const channel = await this.usablePublisher().connection.createChannel();
+    channel.on('error', () => undefined);
+    try {
+      return (await channel.checkQueue(this.options.deadLetterQueue)).messageCount;
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  }
+
   consume(handler: DeliveryHandler): Promise<void> {
     return this.consumer.consume(handler);
   }
