@@ -194,6 +194,12 @@ export class App {
         rateLimitPerMinute: config.rateLimits.httpPerMinute,
         corsOrigins: config.corsOrigins,
         version: PACKAGE_VERSION,
+        docs: config.httpDocs,
+        access: {
+          apiKeys: config.apiKeys,
+          perKeyPerMinute: config.rateLimits.httpPerKeyPerMinute,
+          metricsToken: config.metricsToken,
+        },
       });
       const fastPath = await fastPathFor(config, logger);
       for (const [part, name] of Object.entries(FAST_PATH_PART_NAMES) as Array<[keyof FastPathParts, string]>) {
@@ -284,7 +290,7 @@ export class App {
       version: PACKAGE_VERSION,
     }));
 
-    registerNotificationRoute(this.http, { parser, queue: this.queue, metrics, apiKeys: config.apiKeys });
+    registerNotificationRoute(this.http, { parser, queue: this.queue, metrics });
     registerStaticRoutes(this.http, new URL('../public/', import.meta.url));
     registerAdminRoutes(this.http, {
       maxIdLength: config.limits.maxIdLength,

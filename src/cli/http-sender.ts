@@ -92,6 +92,7 @@ export class HttpSender implements Sender {
       lines.push(...seen);
     }
     if (status === 401) lines.push('Pass the key with --api-key <key> or the PUSHCENTER_API_KEY environment variable.');
+    if (status === 403) lines.push('Use a key whose API_KEYS entry grants publish (key:publish, or the key alone for every scope).');
     if (status === 404) lines.push(`Is ${this.endpoint.origin} a push-center node?`);
     if ((status === 429 || status === 503) && retryAfter) lines.push(`Retry in ${retryAfter} s.`);
     return lines.join('\n');

@@ -40,7 +40,7 @@ Settings come from the environment over config/default.json (see the README's co
   AMQP_URL=amqp://guest:guest@127.0.0.1:5672                RabbitMQ (unset: embedded queue, not durable)
   REDIS_URL=redis://127.0.0.1:6379                          Redis (unset: in-memory inbox, one node)
   AUTH_JWT_SECRET=... or AUTH_JWT_PUBLIC_KEY=...            socket authentication
-  API_KEYS=key1,key2                                        keys for POST /v1/notifications
+  API_KEYS=backend-7Hq2:publish,dashboard-Xp9:read+admin    keys for the /v1 HTTP routes, with their scopes
   LOG_LEVEL=info                                            fatal … trace, silent
 
 A bad setting stops start-up with a message naming it (exit 1).

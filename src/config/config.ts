@@ -38,7 +38,12 @@ export interface Config {
     jwtSecret: string | undefined;
     jwtPublicKey: string | undefined;
   };
-  apiKeys: string[];
+  /** `API_KEYS`: empty leaves the HTTP API open; else every `/v1` route needs a key with its scope. */
+  apiKeys: ApiKey[];
+  /** `METRICS_TOKEN`: when set, `GET /metrics` needs it as a bearer token. */
+  metricsToken: string | undefined;
+  /** `HTTP_DOCS`: serve the OpenAPI description and Swagger UI at `/docs`. */
+  httpDocs: boolean;
   ackTimeoutMs: number;
   /**
    * How long a reliable message waits for a client ack while it holds its broker (prefetch) slot; after
@@ -67,6 +72,8 @@ export interface Config {
   rateLimits: {
     /** HTTP requests per client address per minute (0: no limit). */
     httpPerMinute: number;
+    /** HTTP requests per API key per minute (0: no limit); only requests with a valid key count. */
+    httpPerKeyPerMinute: number;
     /** socket.io connections per client address per 10 s (0: no limit). */
     connectsPer10s: number;
     /** `register` calls per client address per 10 s (0: no limit). */
@@ -92,6 +99,20 @@ export interface Config {
     lagMs: number;
     heapBytes: number;
   };
+}
+
+/**
+ * What an API key may do (PROTOCOL §6): `publish` notifications, `read` sessions (and, later, receipts
+ * and the cluster view), `admin` the node (dead letters).
+ */
+export const API_SCOPES = ['publish', 'read', 'admin'] as const;
+export type ApiScope = (typeof API_SCOPES)[number];
+
+/** One entry of `API_KEYS`. */
+export interface ApiKey {
+  key: string;
+  /** All three when the entry lists none. */
+  scopes: ApiScope[];
 }
 
 /** The parts of the socket fast path, each on or off. */
@@ -133,6 +154,10 @@ type Source = Record<string, string | number | boolean | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const QUEUE_NAME = /^[A-Za-z0-9_.:-]{1,255}$/;
+/** What a bearer token may hold: visible ASCII. */
+const TOKEN = /^[\x21-\x7e]+$/;
+/** An API key: visible ASCII but the two separators of `API_KEYS`. */
+const API_KEY = /^[\x21-\x2b\x2d-\x39\x3b-\x7e]+$/;
 
 export const DEFAULTS_FILE = fileURLToPath(new URL('../../config/default.json', import.meta.url));
 
@@ -205,6 +230,15 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       .split(',')
       .map((item) => item.trim())
       .filter((item) => item !== '');
+
+  // A secret is never echoed in a problem: only its length.
+  const secret = (name: string): string | undefined => {
+    const value = raw(name);
+    if (value !== undefined && !TOKEN.test(value)) {
+      problems.push(`${name} (${characters(value.length)}): must be visible ASCII characters without whitespace`);
+    }
+    return value;
+  };
 
   const heapWatermark = (): number => {
     const text = raw('BACKPRESSURE_HEAP_MB');
@@ -298,7 +332,10 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       adapter: oneOf('REDIS_ADAPTER', 'classic', ['classic', 'sharded'] as const),
     },
     auth: { mode: authMode, jwtSecret, jwtPublicKey },
-    apiKeys: list('API_KEYS'),
+    apiKeys: parseApiKeys(raw('API_KEYS'), problems),
+    metricsToken: secret('METRICS_TOKEN'),
+    // The API's description helps whoever probes a production node as much as its developers.
+    httpDocs: oneOf('HTTP_DOCS', nodeEnv === 'production' ? 'off' : 'on', ['on', 'off'] as const) === 'on',
     ackTimeoutMs,
     ackHoldMs: Math.min(int('ACK_HOLD_MS', 1000, 10, 600_000), ackTimeoutMs),
     inboxMax,
@@ -318,6 +355,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     trustProxy: bool('TRUST_PROXY', false),
     rateLimits: {
       httpPerMinute: int('RATE_LIMIT_HTTP_PER_MIN', 6000, 0, 10_000_000),
+      httpPerKeyPerMinute: int('RATE_LIMIT_HTTP_PER_KEY_PER_MIN', 60_000, 0, 10_000_000),
       connectsPer10s: int('RATE_LIMIT_CONNECTS_PER_10S', 1000, 0, 10_000_000),
       registersPer10s: int('RATE_LIMIT_REGISTERS_PER_10S', 2000, 0, 10_000_000),
     },
@@ -336,6 +374,75 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * Reads `API_KEYS`: comma-separated entries `key` (all scopes) or `key:scope+scope`, whitespace around
+ * entries, keys and scopes ignored, empty entries skipped. A malformed entry adds a problem that names it
+ * by its position and a redacted form: a key is never printed whole.
+ */
+function parseApiKeys(text: string | undefined, problems: string[]): ApiKey[] {
+  const keys: ApiKey[] = [];
+  const positions = new Map<string, number>();
+  (text ?? '').split(',').forEach((item, index) => {
+    const entry = item.trim();
+    if (entry === '') return;
+    const position = index + 1;
+    const colon = entry.indexOf(':');
+    const key = (colon < 0 ? entry : entry.slice(0, colon)).trim();
+    const problem = (what: string) => problems.push(`API_KEYS entry ${position} (${redactKey(key)}): ${what}`);
+    if (key === '') {
+      problems.push(`API_KEYS entry ${position}: the key before ":" is empty; an entry is key or key:scope+scope ` +
+        '(e.g. API_KEYS=backend-7Hq2:publish,dashboard-Xp9:read+admin)');
+      return;
+    }
+    if (!API_KEY.test(key)) {
+      const what = /\s/.test(key) ? 'whitespace' : 'a character outside visible ASCII';
+      problem(`the key holds ${what}; a key is visible ASCII characters other than "," and ":" (e.g. from openssl rand -hex 24)`);
+      return;
+    }
+    const scopes = colon < 0 ? [...API_SCOPES] : parseScopes(entry.slice(colon + 1), problem);
+    if (scopes === undefined) return;
+    const earlier = positions.get(key);
+    if (earlier !== undefined) {
+      problem(`the same key as entry ${earlier}; list each key once, with all its scopes (key:publish+read)`);
+      return;
+    }
+    positions.set(key, position);
+    keys.push({ key, scopes });
+  });
+  return keys;
+}
+
+/** The scopes after an entry's `:`; undefined when one is not a scope (the problem is told). */
+function parseScopes(text: string, problem: (what: string) => void): ApiScope[] | undefined {
+  if (text.includes(':')) {
+    problem('more than one ":"; a key may not hold ":", and scopes follow the first one');
+    return undefined;
+  }
+  const names = text.split('+').map((name) => name.trim());
+  if (names.length === 1 && names[0] === '') {
+    problem(`no scope after ":"; list scopes (${API_SCOPES.join(', ')}, joined with +), or drop the ":" for all of them`);
+    return undefined;
+  }
+  const unknown = names.filter((name) => !(API_SCOPES as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    // A word is shown (a typo of a scope); anything else may be part of a key and is not.
+    const shown = unknown.map((name) => (/^[a-z_-]{0,20}$/.test(name) ? JSON.stringify(name) : `(${characters(name.length)})`));
+    problem(`unknown scope ${shown.join(', ')}; scopes are ${API_SCOPES.join(', ')}, joined with + (e.g. dashboard-Xp9:read+admin)`);
+    return undefined;
+  }
+  return API_SCOPES.filter((scope) => names.includes(scope));
+}
+
+/** A key as a problem may show it: its first characters (at most a quarter of it, at most 4) and its length. */
+function redactKey(key: string): string {
+  const shown = key.slice(0, Math.min(4, Math.floor(key.length / 4)));
+  return `${JSON.stringify(`${shown}…`)}, ${characters(key.length)}`;
+}
+
+function characters(count: number): string {
+  return `${count} character${count === 1 ? '' : 's'}`;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import { ERROR_SCHEMA } from './server.js';
+import { ERROR_SCHEMA } from './errors.js';
 
 /** What the admin page shows about this node's consumer (`GET /v1/admin/overview`). */
 export interface ConsumerView {
@@ -47,6 +47,7 @@ export function registerAdminRoutes(
   },
 ): void {
   app.get('/v1/admin/overview', {
+    config: { scope: 'admin' },
     schema: {
       tags: ['operations'],
       summary: "This node's consumer and dead letters, for the admin page",
@@ -70,7 +71,9 @@ export function registerAdminRoutes(
     },
   }, async () => deps.overview());
 
+  // Admin, not read: it shows what the messages say.
   app.get<{ Params: { id: string }; Querystring: { limit?: number } }>('/v1/sessions/:id/inbox', {
+    config: { scope: 'admin' },
     schema: {
       tags: ['sessions'],
       summary: "What waits in a session's inbox, oldest first (for the admin page)",

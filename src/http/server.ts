@@ -8,19 +8,8 @@ import { Type } from '@sinclair/typebox';
 import type { NodeStatus } from '../cluster/directory.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
-
-/** Every error answer: `{ error: { code, message, reasons? } }`. */
-export const ERROR_SCHEMA = Type.Object({
-  error: Type.Object({
-    code: Type.String(),
-    message: Type.String(),
-    reasons: Type.Optional(Type.Array(Type.Object({
-      index: Type.Integer(),
-      reason: Type.String(),
-      message: Type.String(),
-    }))),
-  }),
-});
+import { registerAccessControl, type AccessOptions } from './access.js';
+import { ERROR_SCHEMA } from './errors.js';
 
 export interface Readiness {
   ready: boolean;
@@ -44,7 +33,8 @@ export interface DeadLettersView {
 
 /**
  * The fastify server: JSON bodies are taken as raw bytes so the notification route parses and counts
- * them itself; errors are answered as `{ error: { code, message } }`.
+ * them itself; errors are answered as `{ error: { code, message } }`. Who may call which route is
+ * decided for every route registered on it later (`registerAccessControl`).
  */
 export async function createHttpServer(options: {
   bodyLimit: number;
@@ -57,6 +47,10 @@ export async function createHttpServer(options: {
   corsOrigins: string[];
   /** The package version, shown in the API documentation. */
   version: string;
+  /** Serve the OpenAPI description and Swagger UI at `/docs` (`HTTP_DOCS`). */
+  docs: boolean;
+  /** API keys and their scopes, the per-key rate limit, the metrics token. */
+  access: AccessOptions;
 }): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'http' }) as FastifyBaseLogger,
@@ -65,25 +59,32 @@ export async function createHttpServer(options: {
     forceCloseConnections: true,
     trustProxy: options.trustProxy,
   });
-  await app.register(swagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'push-center',
-        description: 'Publish notifications to browser sessions and groups; inspect sessions; operate the node.',
-        version: options.version,
+  if (options.docs) {
+    await app.register(swagger, {
+      openapi: {
+        openapi: '3.0.3',
+        info: {
+          title: 'push-center',
+          description: 'Publish notifications to browser sessions and groups; inspect sessions; operate the node.',
+          version: options.version,
+        },
+        components: {
+          securitySchemes: {
+            apiKey: { type: 'http', scheme: 'bearer', description: 'a key of API_KEYS, when set; each route names the scope it needs' },
+            ...(options.access.metricsToken === undefined
+              ? {}
+              : { metricsToken: { type: 'http', scheme: 'bearer', description: 'METRICS_TOKEN' } }),
+          },
+        },
+        tags: [
+          { name: 'notifications', description: 'publish' },
+          { name: 'sessions', description: 'where a session is connected, what waits for it' },
+          { name: 'operations', description: 'health, readiness, metrics' },
+        ],
       },
-      components: {
-        securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'one of API_KEYS, when set' } },
-      },
-      tags: [
-        { name: 'notifications', description: 'publish' },
-        { name: 'sessions', description: 'where a session is connected, what waits for it' },
-        { name: 'operations', description: 'health, readiness, metrics' },
-      ],
-    },
-  });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+    });
+    await app.register(swaggerUi, { routePrefix: '/docs' });
+  }
   if (options.corsOrigins.length > 0) {
     await app.register(cors, { origin: options.corsOrigins.includes('*') ? '*' : options.corsOrigins });
   }
@@ -100,6 +101,8 @@ export async function createHttpServer(options: {
       },
     });
   }
+  // After the rate limit, whose per-route hook must run first, and before any route.
+  registerAccessControl(app, { ...options.access, metrics: options.metrics });
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
 
@@ -168,6 +171,7 @@ export function registerOperationsRoutes(
 
   app.get('/metrics', {
     schema: { tags: ['operations'], summary: 'Prometheus metrics (text format)' },
+    config: { metricsToken: true },
   }, async (_request, reply) => {
     const body = await deps.metrics.registry.metrics();
     return reply.header('content-type', deps.metrics.registry.contentType).send(body);
@@ -188,9 +192,11 @@ export function registerOperationsRoutes(
         400: ERROR_SCHEMA,
       },
     },
+    config: { scope: 'read' },
   }, async (request) => deps.session(request.params.id));
 
   app.get('/v1/cluster', {
+    config: { scope: 'read' },
     schema: {
       tags: ['operations'],
       summary: 'The nodes alive now, as of their latest heartbeat (this node: now); the same from any node',
@@ -241,6 +247,7 @@ export function registerOperationsRoutes(
         404: ERROR_SCHEMA,
       },
     },
+    config: { scope: 'admin' },
   }, async (request, reply) => {
     const view = deps.deadLetters({ reason: request.query.reason, limit: request.query.limit ?? 100 });
     if ('elsewhere' in view) return reply.code(404).send({ error: { code: 'not_embedded', message: view.elsewhere } });

@@ -1,8 +1,8 @@
-import { randomUUID, timingSafeEqual, createHash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { NotificationParser, InvalidReason } from '../notification/parse.js';
 import { Type } from '@sinclair/typebox';
-import { ERROR_SCHEMA } from '../http/server.js';
+import { ERROR_SCHEMA } from '../http/errors.js';
 import { notificationBatchSchema, type Notification } from '../notification/schema.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { NotificationQueue, QueueMessage } from './queue.js';
@@ -21,11 +21,10 @@ export interface ItemError {
  */
 export function registerNotificationRoute(
   app: FastifyInstance,
-  deps: { parser: NotificationParser; queue: NotificationQueue; metrics: Metrics; apiKeys: string[] },
+  deps: { parser: NotificationParser; queue: NotificationQueue; metrics: Metrics },
 ): void {
   const { parser, queue, metrics } = deps;
   const { limits } = parser;
-  const keys = deps.apiKeys.map(digest);
 
   app.post('/v1/notifications', {
     schema: {
@@ -33,12 +32,10 @@ export function registerNotificationRoute(
       summary: 'Publish one notification or an array of them',
       description: 'Answered 202 only once the queue confirmed every message (RabbitMQ publisher confirms). ' +
         'One invalid item refuses the whole request; nothing of it is enqueued.',
-      security: keys.length > 0 ? [{ apiKey: [] }] : [],
       body: notificationBatchSchema(limits),
       response: {
         202: Type.Object({ ids: Type.Array(Type.String()) }, { description: 'enqueued' }),
         400: { ...ERROR_SCHEMA, description: 'invalid: the reason for each bad item' },
-        401: { ...ERROR_SCHEMA, description: 'no valid API key' },
         413: { ...ERROR_SCHEMA, description: 'too large' },
         415: { ...ERROR_SCHEMA, description: 'not application/json' },
         429: { ...ERROR_SCHEMA, description: 'rate limited' },
@@ -48,14 +45,8 @@ export function registerNotificationRoute(
     // The body arrives as bytes and is validated below against the same schema, item by item, so each
     // bad item is answered with its reason and counted.
     validatorCompiler: () => (value: unknown) => ({ value }),
+    config: { scope: 'publish' },
   }, async (request: FastifyRequest, reply: FastifyReply) => {
-    if (keys.length > 0 && !authorized(request.headers.authorization, keys)) {
-      metrics.httpRefusals.inc({ reason: 'unauthorized' });
-      return reply
-        .code(401)
-        .header('www-authenticate', 'Bearer')
-        .send({ error: { code: 'unauthorized', message: 'send a valid API key as "Authorization: Bearer <key>"' } });
-    }
     const body = request.body as Buffer;
     let value: unknown;
     try {
@@ -135,18 +126,4 @@ function invalid(reply: FastifyReply, reasons: ItemError[], total = 1): FastifyR
     ? `${reasons.length} of ${total} notifications are invalid; nothing was enqueued`
     : `the notification is invalid: ${reasons[0]?.message ?? 'unknown reason'}`;
   return reply.code(400).send({ error: { code: 'invalid_notification', message, reasons } });
-}
-
-function digest(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
-}
-
-/** Compares digests in constant time, so the comparison leaks neither key contents nor lengths. */
-function authorized(header: string | undefined, keys: Buffer[]): boolean {
-  const match = /^Bearer\s+(\S+)$/i.exec(header ?? '');
-  if (!match?.[1]) return false;
-  const given = digest(match[1]);
-  let ok = false;
-  for (const key of keys) ok = timingSafeEqual(given, key) || ok;
-  return ok;
 }

@@ -126,7 +126,7 @@ export class Metrics {
   });
   readonly httpRefusals = new Counter({
     name: 'pushcenter_http_refusals_total',
-    help: 'HTTP requests refused before their content was looked at, by reason (unauthorized, rate_limited, too_large, unsupported_media_type)',
+    help: 'HTTP requests refused before their content was looked at, by reason (unauthorized, forbidden, rate_limited, key_rate_limited, too_large, unsupported_media_type)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
   });

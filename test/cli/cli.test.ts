@@ -155,6 +155,15 @@ describe('push-center send over HTTP', () => {
     expect(stderr).toMatch(/--api-key/);
   });
 
+  it('exits 1 saying which scope is missing when the API key may not publish', async () => {
+    node = await startNode({ API_KEYS: 'cli-key-1:publish,cli-reader:read' });
+
+    const { code, stderr } = await cli(['send', '--http', node.url, '--api-key', 'cli-reader', '--session', 'x', '--data', '1']);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/answered 403 Forbidden: this key lacks the publish scope/);
+    expect(stderr).toMatch(/grants publish/);
+  });
+
   it('refuses a reserved event with the server\'s reason and sends nothing', async () => {
     node = await startNode();
 

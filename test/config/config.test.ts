@@ -48,8 +48,57 @@ describe('configuration', () => {
     const config = loadConfig({ PORT: '8080', AMQP_PREFETCH: '50', API_KEYS: 'a, b ,', CORS_ORIGINS: 'https://x.example' });
     expect(config.port).toBe(8080);
     expect(config.amqp.prefetch).toBe(50);
-    expect(config.apiKeys).toEqual(['a', 'b']);
+    expect(config.apiKeys.map((entry) => entry.key)).toEqual(['a', 'b']);
     expect(config.corsOrigins).toEqual(['https://x.example']);
+  });
+
+  it('reads API_KEYS as key or key:scope+scope entries, a key without scopes having all three', () => {
+    expect(loadConfig({ API_KEYS: 'backend-7Hq2:publish,dashboard-Xp9:read+admin,legacy-key' }).apiKeys).toEqual([
+      { key: 'backend-7Hq2', scopes: ['publish'] },
+      { key: 'dashboard-Xp9', scopes: ['read', 'admin'] },
+      { key: 'legacy-key', scopes: ['publish', 'read', 'admin'] },
+    ]);
+    expect(loadConfig({ API_KEYS: ' k1 , k2:admin + read ,,' }).apiKeys).toEqual([
+      { key: 'k1', scopes: ['publish', 'read', 'admin'] },
+      { key: 'k2', scopes: ['read', 'admin'] },
+    ]);
+    expect(loadConfig({}).apiKeys).toEqual([]);
+  });
+
+  it('refuses a malformed API_KEYS entry by its position and a redacted form, never the whole key', () => {
+    const secret = 'Sup3rSecretKeyValue';
+    const found = problems({
+      API_KEYS: `${secret}:write, :read, ${secret}:read, back end-Key9:publish, ok-key:, k:read:admin, key-Zz9:read++admin`,
+    });
+    expect(found).toEqual([
+      'API_KEYS entry 1 ("Sup3…", 19 characters): unknown scope "write"; scopes are publish, read, admin, joined with + (e.g. dashboard-Xp9:read+admin)',
+      'API_KEYS entry 2: the key before ":" is empty; an entry is key or key:scope+scope (e.g. API_KEYS=backend-7Hq2:publish,dashboard-Xp9:read+admin)',
+      'API_KEYS entry 4 ("bac…", 13 characters): the key holds whitespace; a key is visible ASCII characters other than "," and ":" (e.g. from openssl rand -hex 24)',
+      'API_KEYS entry 5 ("o…", 6 characters): no scope after ":"; list scopes (publish, read, admin, joined with +), or drop the ":" for all of them',
+      'API_KEYS entry 6 ("…", 1 character): more than one ":"; a key may not hold ":", and scopes follow the first one',
+      'API_KEYS entry 7 ("k…", 7 characters): unknown scope ""; scopes are publish, read, admin, joined with + (e.g. dashboard-Xp9:read+admin)',
+    ]);
+    // Entry 3 repeats entry 1's key, but entry 1 is refused already; a repeat of an accepted key:
+    expect(problems({ API_KEYS: 'dup-Key-1:read,dup-Key-1:admin' }))
+      .toEqual(['API_KEYS entry 2 ("du…", 9 characters): the same key as entry 1; list each key once, with all its scopes (key:publish+read)']);
+    expect(problems({ API_KEYS: 'caf\u00e9-key' })[0]).toMatch(/^API_KEYS entry 1 .*: the key holds a character outside visible ASCII/);
+    expect(problems({ API_KEYS: 'a:raed' })).toHaveLength(1);
+    for (const problem of found) expect(problem).not.toContain(secret.slice(0, 5));
+  });
+
+  it('reads METRICS_TOKEN, HTTP_DOCS and the per-key rate limit', () => {
+    const defaults = loadConfig({});
+    expect(defaults).toMatchObject({ metricsToken: undefined, httpDocs: true, rateLimits: { httpPerKeyPerMinute: 60_000 } });
+    expect(loadConfig({ METRICS_TOKEN: 'scrape-me', RATE_LIMIT_HTTP_PER_KEY_PER_MIN: '0' }))
+      .toMatchObject({ metricsToken: 'scrape-me', rateLimits: { httpPerKeyPerMinute: 0 } });
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_MODE: 'none' }).httpDocs).toBe(false);
+    expect(loadConfig({ NODE_ENV: 'production', AUTH_MODE: 'none', HTTP_DOCS: 'on' }).httpDocs).toBe(true);
+    expect(loadConfig({ HTTP_DOCS: 'off' }).httpDocs).toBe(false);
+    expect(problems({ HTTP_DOCS: 'yes', METRICS_TOKEN: 'two words', RATE_LIMIT_HTTP_PER_KEY_PER_MIN: '-1' })).toEqual([
+      'METRICS_TOKEN (9 characters): must be visible ASCII characters without whitespace',
+      'HTTP_DOCS="yes": must be one of on, off',
+      'RATE_LIMIT_HTTP_PER_KEY_PER_MIN="-1": must be a whole number from 0 to 10000000',
+    ]);
   });
 
   it('names every bad variable and what it accepts', () => {

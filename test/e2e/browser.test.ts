@@ -105,6 +105,31 @@ describe('the admin page in a real browser', () => {
   });
 });
 
+describe('the admin page with API keys', () => {
+  it('is refused without a key that has read and admin, and shows the cluster with one', async () => {
+    const guarded = await startNode({ API_KEYS: 'ops-key-1:read+admin,reader-key-1:read' });
+    const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+    try {
+      await page.goto(`${guarded.url}/admin`);
+      await page.waitForSelector('#status.error:has-text("401")', { timeout: 10_000 });
+      expect(await page.locator('#nodes tbody tr').count()).toBe(0);
+
+      await page.fill('#key', 'reader-key-1');
+      await page.dispatchEvent('#key', 'change');
+      await page.waitForSelector('#status.error:has-text("403")', { timeout: 10_000 });
+      expect(await page.textContent('#status')).toContain('lacks the admin scope');
+
+      await page.fill('#key', 'ops-key-1');
+      await page.dispatchEvent('#key', 'change');
+      await page.waitForSelector(`#nodes td:has-text("${guarded.app.config.nodeId} (this one)")`, { timeout: 10_000 });
+      await page.waitForSelector('#status.online');
+    } finally {
+      await page.close();
+      await guarded.close();
+    }
+  });
+});
+
 describe('the demo page in a real browser', () => {
   it('shows a notification sent from the page over HTTP and one published to RabbitMQ', async () => {
     const page = await openDemo('browser-user');
@@ -165,7 +190,8 @@ describe('the documentation and static routes', () => {
     const schema = post.requestBody.content['application/json'].schema;
     const single = schema.anyOf[0];
     expect(Object.keys(single.properties)).toEqual(expect.arrayContaining(['session', 'group', 'broadcast', 'data', 'event', 'delivery', 'ttl', 'id']));
-    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '401', '413', '415', '429', '503']);
+    // 401 and 403 only on a node with API_KEYS (test/e2e/access.test.ts).
+    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '413', '415', '429', '503']);
     expect(Object.keys(body.paths['/v1/sessions/{id}'].get.responses['200'].content['application/json'].schema.properties).sort())
       .toEqual(['inbox', 'nodes', 'online', 'sockets']);
   });

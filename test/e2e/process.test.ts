@@ -42,6 +42,13 @@ describe('the push-center process', () => {
     expect(output()).toMatch(/INBOX_MAX="0": must be a whole number from 1/);
   });
 
+  it('refuses to start with a malformed API_KEYS entry, naming it without printing the key', async () => {
+    const { output, exited } = runMain({ API_KEYS: 'good-Key-1:publish, bad Key-S3cr3t:read' });
+    expect(await exited).toBe(1);
+    expect(output()).toMatch(/API_KEYS entry 2 \("bad…", 14 characters\): the key holds whitespace/);
+    expect(output()).not.toContain('Key-S3cr3t');
+  });
+
   it('refuses to start in production without authentication', async () => {
     const { output, exited } = runMain({ NODE_ENV: 'production' });
     expect(await exited).toBe(1);

@@ -9,6 +9,7 @@ import {
   connectClient,
   getJson,
   metric,
+  nodeMetric,
   post,
   register,
   sleep,
@@ -52,12 +53,13 @@ describe('sockets with JWT authentication (HS256)', () => {
   afterAll(async () => node?.close());
 
   const send = (body: unknown) => post(node.url, body, { authorization: `Bearer ${API_KEY}` });
+  const sessionView = (id: string) => getJson(node.url, `/v1/sessions/${id}`, { authorization: `Bearer ${API_KEY}` });
 
   it('registers the socket from its token at once, and delivers the session its messages', async () => {
     const token = await mintToken({ secret: SECRET, sessionId: 'alice', groups: ['team-a'] });
     const socket = await connectClient(node.url, { auth: { token } });
     const received = collect(socket);
-    await until(async () => (await getJson(node.url, '/v1/sessions/alice')).body.online, (online) => online === true);
+    await until(async () => (await sessionView('alice')).body.online, (online) => online === true);
     await send({ id: 'for-alice', session: 'alice', data: 1 });
     await send({ id: 'for-team', group: 'team-a', data: 2 });
     await until(() => received.length, (n) => n === 2);
@@ -132,7 +134,7 @@ describe('sockets with JWT authentication (HS256)', () => {
     }
     expect(await metric(node.url, 'pushcenter_http_refusals_total', { reason: 'unauthorized' })).toBe(3);
     expect(await metric(node.url, 'pushcenter_messages_received_total', { source: 'http' })).toBe(received);
-    expect((await getJson(node.url, '/v1/sessions/nobody')).body.inbox).toBe(0);
+    expect((await sessionView('nobody')).body.inbox).toBe(0);
     expect((await post(node.url, { session: 'nobody', data: 1 }, { authorization: 'Bearer other-key' })).status).toBe(202);
   });
 });
@@ -184,7 +186,7 @@ describe('limits', () => {
     }
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(2);
     expect(Number(retryAfter)).toBeGreaterThan(0);
-    expect(await metricUnlimited(node, 'pushcenter_http_refusals_total', { reason: 'rate_limited' })).toBeGreaterThanOrEqual(2);
+    expect(await nodeMetric(node, 'pushcenter_http_refusals_total', { reason: 'rate_limited' })).toBeGreaterThanOrEqual(2);
   });
 
   it('answers a flood of register calls with rate_limited, and the node stays up', async () => {
@@ -193,7 +195,7 @@ describe('limits', () => {
     const limited = answers.filter((a) => !a.ok && a.error.code === 'rate_limited');
     expect(limited.length).toBeGreaterThan(0);
     expect(answers.filter((a) => a.ok).length).toBeLessThanOrEqual(6);
-    expect(await metricUnlimited(node, 'pushcenter_socket_refusals_total', { reason: 'register_rate_limited' })).toBe(limited.length);
+    expect(await nodeMetric(node, 'pushcenter_socket_refusals_total', { reason: 'register_rate_limited' })).toBe(limited.length);
   });
 
   it('refuses malformed register payloads with invalid_request, and counts them', async () => {
@@ -210,7 +212,7 @@ describe('limits', () => {
     expect(await gone).toBe('transport close');
     await sleep(100);
     expect(bystander.connected).toBe(true);
-    expect(await metricUnlimited(node, 'pushcenter_socket_disconnects_total', { reason: 'transport_error' })).toBeGreaterThanOrEqual(1);
+    expect(await nodeMetric(node, 'pushcenter_socket_disconnects_total', { reason: 'transport_error' })).toBeGreaterThanOrEqual(1);
   });
 
   it('refuses connections past the connect rate limit, and the sockets already in are unaffected', async () => {
@@ -219,7 +221,7 @@ describe('limits', () => {
     for (let i = 0; i < 12; i++) answers.push(await handshake(node.url));
     expect(answers).toContain('rate_limited');
     expect(first.connected).toBe(true);
-    expect(await metricUnlimited(node, 'pushcenter_socket_refusals_total', { reason: 'connect_rate_limited' })).toBeGreaterThan(0);
+    expect(await nodeMetric(node, 'pushcenter_socket_refusals_total', { reason: 'connect_rate_limited' })).toBeGreaterThan(0);
   });
 
   it('allows the configured origin for HTTP (CORS) and no other', async () => {
@@ -235,14 +237,6 @@ describe('limits', () => {
     expect(other.headers.get('access-control-allow-origin')).toBeNull();
   });
 });
-
-/** /metrics through fetch would itself be rate limited in the `limits` node: read the registry directly. */
-async function metricUnlimited(node: Running, name: string, labels: Record<string, string>): Promise<number> {
-  const text = await node.app.metrics.registry.metrics();
-  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.includes(w)));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
 
 /** Connects, waiting out the connect rate limit an earlier test used up. */
 async function connectClientWhenAllowed(url: string) {

@@ -16,9 +16,15 @@ export interface Running {
 
 const clients = new Set<Client>();
 
-export async function startNode(env: Record<string, string | number> = {}, overrides: AppOverrides = {}): Promise<Running> {
+/** `beforeStart` may add routes of its own to `app.http`: after `start()` fastify takes no more. */
+export async function startNode(
+  env: Record<string, string | number> = {},
+  overrides: AppOverrides = {},
+  beforeStart?: (app: App) => void,
+): Promise<Running> {
   const config = loadConfig({ PORT: 0, HOST: '127.0.0.1', LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent', ...env });
   const app = await App.create(config, { logger: createLogger(config.logLevel, config.nodeId, false), ...overrides });
+  beforeStart?.(app);
   const address = await app.start();
   return { app, url: `http://127.0.0.1:${address.port}`, close: () => app.close() };
 }
@@ -94,14 +100,22 @@ export async function post(url: string, body: unknown, headers: Record<string, s
   return { status: response.status, body: await response.json(), headers: response.headers };
 }
 
-export async function getJson(url: string, path: string): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${url}${path}`);
+export async function getJson(url: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const response = await fetch(`${url}${path}`, { headers });
   return { status: response.status, body: await response.json() };
 }
 
 /** The value of one sample of `/metrics`, 0 when absent. */
 export async function metric(url: string, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
+  return sample(await (await fetch(`${url}/metrics`)).text(), name, labels);
+}
+
+/** The same, read off the node's registry: no request (none counted against a rate limit, no token needed). */
+export async function nodeMetric(node: Running, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return sample(await node.app.metrics.registry.metrics(), name, labels);
+}
+
+function sample(text: string, name: string, labels: Record<string, string>): number {
   const wanted = Object.entries(labels);
   for (const line of text.split('\n')) {
     if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
