@@ -103,7 +103,11 @@ export class Connection {
    */
   canTake(reliable: boolean): boolean {
     if (!this.socket.connected) return false;
-    if (reliable && this.backlog) return false;
+    if (reliable && this.backlog) {
+      // Nothing out and no replay to end the backlog (a replay that failed or was cut short): start one.
+      if (this.replaying === undefined && this.unacked.size === 0) this.replay();
+      return false;
+    }
     const takes = this.keepsUp(reliable);
     if (!takes && reliable) this.backlog = true;
     return takes;

@@ -24,6 +24,9 @@ export interface GatewayOptions extends ConnectionOptions {
 
 const GROUP_ROOM = 'g:';
 
+/** A message refused as `behind` is in the inbox within a Redis round trip; this is long past it. */
+const SPILL_STALE_MS = 10_000;
+
 /**
  * The socket.io side of a node: admits sockets (rate limit, handshake auth), registers their sessions
  * and groups (PROTOCOL §3), keeps this node's part of the session directory, and offers messages to the
@@ -35,8 +38,12 @@ export class Gateway implements LocalSessions {
   private readonly connects: RateLimiter;
   private readonly registers: RateLimiter;
   private readonly shared: ConnectionDeps;
-  /** Per session: messages `offer` answered `behind` for that are not in the inbox yet (`spilled`). */
-  private readonly spills = new Map<string, number>();
+  /**
+   * Per session: messages `offer` answered `behind` for that are not in the inbox yet (`spilled`), and
+   * when that count last changed. A count unchanged for `SPILL_STALE_MS` no longer holds a backlog: a
+   * `spilled` that never came must not hold one forever.
+   */
+  private readonly spills = new Map<string, { count: number; at: number }>();
 
   constructor(
     private readonly io: PushServer,
@@ -53,7 +60,10 @@ export class Gateway implements LocalSessions {
       inbox: deps.inbox,
       metrics,
       logger,
-      spillsPending: (sessionId) => this.spills.has(sessionId),
+      spillsPending: (sessionId) => {
+        const spill = this.spills.get(sessionId);
+        return spill !== undefined && Date.now() - spill.at < SPILL_STALE_MS;
+      },
     };
     this.connects = new RateLimiter(options.connectsPer10s, 10_000);
     this.registers = new RateLimiter(options.registersPer10s, 10_000);
@@ -100,7 +110,7 @@ export class Gateway implements LocalSessions {
   offer(sessionId: string, envelope: Envelope, done: (outcome: LocalOutcome) => void): void {
     const ready = this.ready(sessionId, true);
     if (typeof ready === 'string') {
-      if (ready === 'behind') this.spills.set(sessionId, (this.spills.get(sessionId) ?? 0) + 1);
+      if (ready === 'behind') this.spills.set(sessionId, { count: (this.spills.get(sessionId)?.count ?? 0) + 1, at: Date.now() });
       done(ready);
       return;
     }
@@ -152,8 +162,8 @@ export class Gateway implements LocalSessions {
   }
 
   spilled(sessionId: string): void {
-    const left = (this.spills.get(sessionId) ?? 0) - 1;
-    if (left > 0) this.spills.set(sessionId, left);
+    const left = (this.spills.get(sessionId)?.count ?? 0) - 1;
+    if (left > 0) this.spills.set(sessionId, { count: left, at: Date.now() });
     else this.spills.delete(sessionId);
     this.replay(sessionId);
   }
