@@ -70,15 +70,26 @@ const COLUMN_MAX = 40;
 /** `push-center dead-letters`: resolves with the exit code. */
 export async function runDeadLetters(args: string[], term: Terminal): Promise<number> {
   const [subcommand, ...rest] = args;
-  if (subcommand === '--help' || subcommand === '-h') {
-    term.stdout.write(DEAD_LETTERS_USAGE);
-    return 0;
-  }
+  if (subcommand === '--help' || subcommand === '-h') return help(term);
   if (subcommand === 'list') return list(rest, term);
   if (subcommand === 'replay') return replay(rest, term);
   throw new UsageError(subcommand === undefined || subcommand.startsWith('-')
     ? 'say what to do: list or replay (e.g. push-center dead-letters list)'
     : `unknown subcommand '${subcommand}'; the subcommands are list, replay`);
+}
+
+function help(term: Terminal): number {
+  term.stdout.write(DEAD_LETTERS_USAGE);
+  return 0;
+}
+
+type CommonValues = OptionValues<typeof COMMON> & { queue?: string };
+
+/** What both subcommands read from their options and the environment, checked. */
+function settings(
+  values: CommonValues, env: NodeJS.ProcessEnv,
+): { matches: (reason: string) => boolean; limit: number; where: Where } {
+  return { matches: reasonFilter(values.reason), limit: parseLimit(values.limit), where: where(values, env) };
 }
 
 interface Where {
@@ -87,7 +98,7 @@ interface Where {
   queue: string;
 }
 
-function where(values: OptionValues<typeof COMMON> & { queue?: string }, env: NodeJS.ProcessEnv): Where {
+function where(values: CommonValues, env: NodeJS.ProcessEnv): Where {
   const config = readConfig(env, values.amqp ? SETTINGS.filter((name) => name !== 'AMQP_URL') : SETTINGS);
   for (const option of ['dead-letter-queue', 'queue'] as const) {
     if (values[option] === '') throw new UsageError(`--${option}: give a queue name`);
@@ -128,14 +139,9 @@ interface Row {
 
 async function list(args: string[], term: Terminal): Promise<number> {
   const values = parseOptions(withOptionalValue(args, '--amqp'), LIST_OPTIONS);
-  if (values.help) {
-    term.stdout.write(DEAD_LETTERS_USAGE);
-    return 0;
-  }
-  const matches = reasonFilter(values.reason);
-  const limit = parseLimit(values.limit);
+  if (values.help) return help(term);
+  const { matches, limit, where: { url, deadLetterQueue } } = settings(values, term.env);
   const json = values.json === true;
-  const { url, deadLetterQueue } = where(values, term.env);
 
   const reader = await DeadLetterReader.open(url, deadLetterQueue);
   const now = Date.now();
@@ -251,13 +257,8 @@ interface Tally {
  */
 async function replay(args: string[], term: Terminal): Promise<number> {
   const values = parseOptions(withOptionalValue(args, '--amqp'), REPLAY_OPTIONS);
-  if (values.help) {
-    term.stdout.write(DEAD_LETTERS_USAGE);
-    return 0;
-  }
-  const matches = reasonFilter(values.reason);
-  const limit = parseLimit(values.limit);
-  const { url, deadLetterQueue, queue } = where(values, term.env);
+  if (values.help) return help(term);
+  const { matches, limit, where: { url, deadLetterQueue, queue } } = settings(values, term.env);
 
   const reader = await DeadLetterReader.open(url, deadLetterQueue);
   let sender: AmqpSender;
