@@ -312,7 +312,8 @@ export class App {
       cluster: () => this.directory.nodes(),
       deadLetters: (query) => this.queue instanceof MemoryQueue
         ? embeddedDeadLetters(this.queue, query)
-        : { elsewhere: `dead letters are in the RabbitMQ queue '${config.amqp.deadLetterQueue}' (reason in header x-pushcenter-error)` },
+        : { elsewhere: `dead letters are in the RabbitMQ queue '${config.amqp.deadLetterQueue}' (reason in header x-pushcenter-error); ` +
+            '`push-center dead-letters list` shows them' },
       session: async (id) => {
         const [presence, inbox] = await Promise.all([this.directory.presence(id), this.inbox.size(id)]);
         return { online: presence.sockets > 0, sockets: presence.sockets, nodes: presence.nodes, inbox };

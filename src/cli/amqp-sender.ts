@@ -1,11 +1,11 @@
-import { connect, type ChannelModel, type ConfirmChannel } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { ConfirmPublisher, type PublishFailure } from '../ingest/amqp/confirm-publisher.js';
 import { enqueueProperties } from '../ingest/amqp/headers.js';
+import { checkQueue, connectAmqp } from './amqp-connection.js';
 import type { Outgoing, Sender } from './sender.js';
 import { orAfter, withTimeout } from '../util/timeout.js';
 import { CliError, errorText, redact } from './terminal.js';
 
-const CONNECT_TIMEOUT_MS = 10_000;
 /** A batch RabbitMQ has not confirmed within this long fails (a broker that stalls without an alarm). */
 const CONFIRM_TIMEOUT_MS = 30_000;
 const BATCH_SIZE = 500;
@@ -46,19 +46,9 @@ export class AmqpSender implements Sender {
 
   /** Connects and checks that the queue exists; fails with what to check. */
   static async open(url: string, queue: string): Promise<AmqpSender> {
-    let connection: ChannelModel;
+    const connection = await connectAmqp(url);
     try {
-      connection = await connect(url, {
-        clientProperties: { connection_name: 'push-center-cli' },
-        timeout: CONNECT_TIMEOUT_MS,
-      });
-    } catch (err) {
-      throw new CliError(`cannot connect to RabbitMQ at ${redact(url)}: ${errorText(err)}. ` +
-        'Check that RabbitMQ runs there and that the user, password and vhost are right (--amqp <url> or AMQP_URL).');
-    }
-    connection.on('error', () => undefined);
-    try {
-      await checkQueue(connection, queue, url);
+      await checkQueue(connection, queue, url, '--queue / AMQP_QUEUE');
       const channel = await connection.createConfirmChannel();
       return new AmqpSender(connection, channel, queue, url);
     } catch (err) {
@@ -71,13 +61,21 @@ export class AmqpSender implements Sender {
     const confirms: Array<Promise<void>> = [];
     for (const item of batch) {
       if (this.failure) throw this.failure;
-      const { confirmed, writable } = this.publish(item);
+      const { confirmed, writable } = this.publish(Buffer.from(item.body), enqueueProperties({ messageId: item.id }));
       confirms.push(confirmed);
       if (!writable) await this.publisher.drained();
     }
-    await withTimeout(Promise.all(confirms), CONFIRM_TIMEOUT_MS, () => new CliError(
-      `RabbitMQ did not confirm within ${CONFIRM_TIMEOUT_MS / 1000} s (${this.target}); check the broker's health and alarms`));
+    await this.confirmedInTime(Promise.all(confirms));
     return batch.map((item) => item.id);
+  }
+
+  /**
+   * Publishes one message with the properties given (a replayed dead letter keeps most of its own);
+   * resolves once RabbitMQ confirmed it.
+   */
+  async publishOne(body: Buffer, properties: Options.Publish): Promise<void> {
+    if (this.failure) throw this.failure;
+    await this.confirmedInTime(this.publish(body, properties).confirmed);
   }
 
   /** Closes the connection; bounded, because a broker that blocks publishers may not answer the close either. */
@@ -90,10 +88,14 @@ export class AmqpSender implements Sender {
     await orAfter(closing, CLOSE_TIMEOUT_MS, undefined);
   }
 
-  private publish(item: Outgoing): { confirmed: Promise<void>; writable: boolean } {
+  private confirmedInTime<T>(confirmed: Promise<T>): Promise<T> {
+    return withTimeout(confirmed, CONFIRM_TIMEOUT_MS, () => new CliError(
+      `RabbitMQ did not confirm within ${CONFIRM_TIMEOUT_MS / 1000} s (${this.target}); check the broker's health and alarms`));
+  }
+
+  private publish(body: Buffer, properties: Options.Publish): { confirmed: Promise<void>; writable: boolean } {
     try {
-      const { ok, confirmed } = this.publisher.publish('', this.queue, Buffer.from(item.body),
-        enqueueProperties({ messageId: item.id }));
+      const { ok, confirmed } = this.publisher.publish('', this.queue, body, properties);
       return { confirmed, writable: ok };
     } catch (err) {
       const confirmed = Promise.reject(
@@ -114,21 +116,4 @@ export class AmqpSender implements Sender {
     this.failure ??= err;
     this.publisher.failAll(this.failure);
   }
-}
-
-async function checkQueue(connection: ChannelModel, queue: string, url: string): Promise<void> {
-  const probe = await connection.createChannel();
-  // A failed check closes the channel with an error; the rejection below carries it.
-  probe.on('error', () => undefined);
-  try {
-    await probe.checkQueue(queue);
-  } catch (err) {
-    const text = errorText(err);
-    if (/NOT_FOUND|404/.test(text)) {
-      throw new CliError(`the queue '${queue}' does not exist on RabbitMQ at ${redact(url)}. A push-center node ` +
-        'declares it when it starts with AMQP_URL set: start one first, or check --queue / AMQP_QUEUE.');
-    }
-    throw new CliError(`cannot check the queue '${queue}' on RabbitMQ at ${redact(url)}: ${text}`);
-  }
-  await probe.close().catch(() => undefined);
 }

@@ -21,6 +21,7 @@ const USAGE = `Usage: push-center <command> [options]
 Commands:
   start            run a push-center node, like \`npm start\` (settings from the environment)
   send             publish a notification over HTTP or to RabbitMQ
+  dead-letters     list what is in the dead-letter queue, or replay it to the work queue
   bench [args]     run the benchmark (from a source checkout)
   help [command]   this text, or a command's
 
@@ -77,6 +78,10 @@ const COMMANDS: Record<string, Command> = {
   send: {
     usage: async () => (await import('./send.js')).SEND_USAGE,
     run: async (args, term) => (await import('./send.js')).runSend(args, term),
+  },
+  'dead-letters': {
+    usage: async () => (await import('./dead-letters.js')).DEAD_LETTERS_USAGE,
+    run: async (args, term) => (await import('./dead-letters.js')).runDeadLetters(args, { ...term, interrupted: interruption() }),
   },
   bench: {
     usage: async () => BENCH_USAGE,
@@ -138,6 +143,21 @@ async function start(args: string[], term: Terminal): Promise<number | undefined
   }
   await import('../main.js');
   return undefined;
+}
+
+/**
+ * Aborted on the first SIGINT or SIGTERM, for a command that stops cleanly between two steps; a second
+ * signal exits at once.
+ */
+function interruption(): AbortSignal {
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) process.exit(128 + constants.signals[signal]);
+    controller.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return controller.signal;
 }
 
 /** Hands over to the benchmark of a source checkout; its exit code becomes ours. */

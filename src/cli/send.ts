@@ -1,10 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { ConfigError, loadConfig, type Config } from '../config/config.js';
+import type { Config } from '../config/config.js';
 import { NotificationParser, type InvalidReason } from '../notification/parse.js';
 import { Progress, rate } from './progress.js';
 import type { Outgoing, Sender } from './sender.js';
-import { CliError, parseOptions, redact, UsageError, withOptionalValue, type OptionValues, type Terminal } from './terminal.js';
+import { DEFAULT_AMQP_URL, amqpUrl, readConfig } from './settings.js';
+import { CliError, parseOptions, UsageError, withOptionalValue, type OptionValues, type Terminal } from './terminal.js';
 
 export const SEND_USAGE = `Usage: push-center send <target> <payload> [options]
 
@@ -69,7 +70,6 @@ const OPTIONS = {
 type Values = OptionValues<typeof OPTIONS>;
 
 const DEFAULT_HTTP_URL = 'http://localhost:3000';
-const DEFAULT_AMQP_URL = 'amqp://guest:guest@127.0.0.1:5672';
 const MAX_COUNT = 10_000_000;
 /** Up to this many copies, every id is printed; above, a summary. */
 const IDS_PRINTED_MAX = 10;
@@ -99,7 +99,7 @@ export async function runSend(args: string[], term: Terminal): Promise<number> {
   const count = parseCount(values.count);
   const useAmqp = values.amqp !== undefined || (values.http === undefined && Boolean(term.env.AMQP_URL?.trim()));
   checkCombinations(values, useAmqp);
-  const config = readConfig(term.env, useAmqp && !values.amqp);
+  const config = readConfig(term.env, useAmqp && !values.amqp ? [...PUBLISHER_SETTINGS, 'AMQP_URL'] : PUBLISHER_SETTINGS);
   const transport: Transport = useAmqp
     ? { kind: 'amqp', url: amqpUrl(values.amqp || config.amqp.url || DEFAULT_AMQP_URL), queue: values.queue ?? config.amqp.queue }
     : { kind: 'http', url: values.http ?? DEFAULT_HTTP_URL, apiKey: values['api-key'] ?? (term.env.PUSHCENTER_API_KEY || undefined) };
@@ -140,31 +140,6 @@ function checkCombinations(values: Values, useAmqp: boolean): void {
   if (!useAmqp && values.queue !== undefined) {
     throw new UsageError('--queue is for --amqp (the HTTP API publishes to the queue its node is configured with)');
   }
-}
-
-/** The node's configuration code reads the limits, so that `send` checks exactly what a node checks. */
-function readConfig(env: NodeJS.ProcessEnv, withAmqpUrl: boolean): Config {
-  const names = withAmqpUrl ? [...PUBLISHER_SETTINGS, 'AMQP_URL'] : PUBLISHER_SETTINGS;
-  const subset = Object.fromEntries(names.filter((name) => env[name] !== undefined).map((name) => [name, env[name]]));
-  try {
-    return loadConfig(subset);
-  } catch (err) {
-    if (err instanceof ConfigError) throw new CliError(err.message);
-    throw err;
-  }
-}
-
-function amqpUrl(url: string): string {
-  let protocol: string;
-  try {
-    protocol = new URL(url).protocol;
-  } catch {
-    throw new UsageError(`--amqp ${JSON.stringify(redact(url))}: not a URL; e.g. ${DEFAULT_AMQP_URL}`);
-  }
-  if (protocol !== 'amqp:' && protocol !== 'amqps:') {
-    throw new UsageError(`--amqp ${JSON.stringify(redact(url))}: must start with amqp:// or amqps://`);
-  }
-  return url;
 }
 
 /** The notification (PROTOCOL §2) without its id, in the new format, from the options. */

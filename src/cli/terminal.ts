@@ -6,6 +6,8 @@ export interface Terminal {
   stdin: NodeJS.ReadableStream;
   stdout: NodeJS.WriteStream;
   stderr: NodeJS.WriteStream;
+  /** Aborted on SIGINT or SIGTERM, for a command that stops cleanly between two steps (when it is given). */
+  interrupted?: AbortSignal;
 }
 
 /** A failure the user can act on: printed as one message without a stack, the process exits with `exitCode`. */

@@ -1,49 +1,14 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { cli, killCliChildren, spawnCli } from '../support/cli.js';
 import { closeClients, collect, metric, session, startNode, until, type Running } from '../support/harness.js';
 import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireService, uniqueName } from '../support/services.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Cli {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-/** The CLI from the sources, in a process of its own, with only the environment a test gives it. */
-function spawnCli(args: string[], env: Record<string, string> = {}, input?: string): Cli {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/index.ts', ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH, ...env },
-    stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  if (input !== undefined) child.stdin!.end(input);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  children.add(child);
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-async function cli(args: string[], env: Record<string, string> = {}, input?: string) {
-  const run = spawnCli(args, env, input);
-  const code = await run.exited;
-  return { code, stdout: run.stdout(), stderr: run.stderr() };
-}
-
-const children = new Set<ChildProcess>();
 let node: Running | undefined;
 
 afterEach(async () => {
   closeClients();
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  children.clear();
+  killCliChildren();
   await node?.close();
   node = undefined;
 });
@@ -53,7 +18,7 @@ describe('push-center (the command line)', () => {
     const { code, stdout } = await cli(['--help']);
     expect(code).toBe(0);
     expect(stdout).toMatch(/Usage: push-center <command>/);
-    for (const command of ['start', 'send', 'bench']) expect(stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
+    for (const command of ['start', 'send', 'dead-letters', 'bench']) expect(stdout).toMatch(new RegExp(`^  ${command}\\b`, 'm'));
   });
 
   it('shows the options of a command with <command> --help', async () => {

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { startNode } from '../support/harness.js';
-import { PROMQL_FUNCTIONS, exportedFamilies, isExported, readQuery, readVariableQuery, type QueryNames } from './promql.js';
+import { PROMQL_FUNCTIONS, isExported, pushCenterFamilies, readQuery, readVariableQuery, type QueryNames } from './promql.js';
 
 const DASHBOARD = fileURLToPath(new URL('../../grafana/dashboards/push-center.json', import.meta.url));
 
@@ -111,15 +110,7 @@ describe('the Grafana dashboard (grafana/dashboards/push-center.json)', () => {
   let families: Map<string, string>;
 
   beforeAll(async () => {
-    // The embedded default: no RabbitMQ or Redis needed. Families without samples (pushcenter_dependency_up
-    // here) still have their # TYPE line.
-    const node = await startNode();
-    try {
-      const response = await fetch(`${node.url}/metrics`);
-      families = exportedFamilies(await response.text());
-    } finally {
-      await node.close();
-    }
+    families = await pushCenterFamilies();
   });
 
   it('queries only metrics that push-center exports', () => {

@@ -1,8 +1,10 @@
+import { startNode } from '../support/harness.js';
+
 /**
- * Just enough PromQL reading to check a dashboard against what push-center exports: which metric names
- * an expression selects, which functions it calls and which labels it groups by. Not a full parser:
- * label names, strings, durations and Grafana variables are removed first, so what remains is metric
- * names, function and aggregation names, keywords, numbers and operators.
+ * Just enough PromQL reading to check a dashboard or alerting rules against what push-center exports:
+ * which metric names an expression selects, which functions it calls and which labels it groups by. Not
+ * a full parser: label names, strings, durations and Grafana variables are removed first, so what
+ * remains is metric names, function and aggregation names, keywords, numbers and operators.
  */
 
 /** PromQL functions and aggregation operators (Prometheus 2.x and 3.x). */
@@ -91,6 +93,21 @@ export function exportedFamilies(exposition: string): Map<string, string> {
     if (match) families.set(match[1]!, match[2]!);
   }
   return families;
+}
+
+/**
+ * The metric families push-center exports, read from a node started for the purpose: the embedded
+ * default, so no RabbitMQ or Redis is needed. Families without samples (pushcenter_dependency_up there)
+ * still have their # TYPE line.
+ */
+export async function pushCenterFamilies(): Promise<Map<string, string>> {
+  const node = await startNode();
+  try {
+    const response = await fetch(`${node.url}/metrics`);
+    return exportedFamilies(await response.text());
+  } finally {
+    await node.close();
+  }
 }
 
 /** Whether a series name belongs to an exported family (histograms and summaries add suffixes). */

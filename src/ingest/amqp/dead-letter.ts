@@ -3,7 +3,7 @@ import type { Logger } from '../../observability/logger.js';
 import { withTimeout } from '../../util/timeout.js';
 import { QueueUnavailableError, type DeadLetterCopy } from '../queue.js';
 import type { ConfirmPublisher } from './confirm-publisher.js';
-import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties } from './headers.js';
+import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProperties, republishProperties } from './headers.js';
 
 const DETAIL_MAX_CHARS = 1000;
 
@@ -98,19 +98,7 @@ export class DeadLetters {
     const publisher = this.options.publisher();
     const p = msg.properties;
     const ours = this.reasonHeaders(reason, detail);
-    const properties: Options.Publish = definedOnly({
-      persistent: true,
-      contentType: p.contentType,
-      contentEncoding: p.contentEncoding,
-      messageId: p.messageId,
-      timestamp: p.timestamp,
-      correlationId: p.correlationId,
-      replyTo: p.replyTo,
-      type: p.type,
-      appId: p.appId,
-      priority: p.priority,
-      headers: { ...(p.headers ?? {}), ...ours },
-    });
+    const properties: Options.Publish = { ...republishProperties(p), headers: { ...(p.headers ?? {}), ...ours } };
     let sent: { confirmed: Promise<void> };
     try {
       sent = publisher.publish(exchange, queue, msg.content, properties);
@@ -122,8 +110,4 @@ export class DeadLetters {
     }
     await this.confirmed(sent);
   }
-}
-
-function definedOnly<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

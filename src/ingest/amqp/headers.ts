@@ -1,4 +1,4 @@
-import type { ConsumeMessage, Options } from 'amqplib';
+import type { ConsumeMessage, MessageProperties, Options } from 'amqplib';
 import type { QueueMessage } from '../queue.js';
 
 /** Set on messages push-center's HTTP API published, so they are counted as received once (at the API). */
@@ -39,9 +39,39 @@ export function toQueueMessage(msg: ConsumeMessage): QueueMessage {
   return {
     body: msg.content,
     messageId: typeof p.messageId === 'string' && p.messageId !== '' ? p.messageId : undefined,
-    timestamp: enqueueTime(p.timestamp, headers[ENQUEUED_MS_HEADER]),
+    timestamp: enqueuedAt(p),
     source: headers[SOURCE_HEADER] === 'http' ? 'http' : undefined,
   };
+}
+
+/** When the message was enqueued, in ms; undefined when its publisher did not say. */
+export function enqueuedAt(p: Pick<MessageProperties, 'timestamp' | 'headers'>): number | undefined {
+  return enqueueTime(p.timestamp, p.headers?.[ENQUEUED_MS_HEADER]);
+}
+
+/**
+ * The properties of a message push-center publishes again (a dead-letter copy, a replayed dead letter):
+ * persistent, with the original's content type and encoding, ids, timestamp, type, app id and priority,
+ * without `expiration` (the copy lives by its new queue's limits) and `userId` (which the broker would
+ * check against our login). The headers are the caller's to set.
+ */
+export function republishProperties(p: MessageProperties): Options.Publish {
+  return definedOnly({
+    persistent: true,
+    contentType: p.contentType,
+    contentEncoding: p.contentEncoding,
+    messageId: p.messageId,
+    timestamp: p.timestamp,
+    correlationId: p.correlationId,
+    replyTo: p.replyTo,
+    type: p.type,
+    appId: p.appId,
+    priority: p.priority,
+  });
+}
+
+function definedOnly<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
 /**
