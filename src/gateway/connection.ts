@@ -260,8 +260,7 @@ export class Connection {
         const acks = await Promise.all(entries.map((entry) => this.offer(entry)));
         const acked = entries.filter((_, i) => acks[i]);
         // An entry acked as a late direct emit may have been removed by the dispatcher already.
-        const removed = await Promise.all(acked.map((entry) => inbox.remove(sessionId, entry.id)));
-        const replayed = removed.filter(Boolean).length;
+        const replayed = await inbox.removeAll(sessionId, acked.map((entry) => entry.id));
         if (replayed > 0) metrics.inbox.inc({ op: 'replayed' }, replayed);
         if (acked.length < entries.length) return;
       }

@@ -60,6 +60,8 @@ export interface Inbox {
   read(sessionId: string, limit: number): Promise<InboxEntry[]>;
   /** Removes one entry (the client acked it); false if it was not there. */
   remove(sessionId: string, id: string): Promise<boolean>;
+  /** Removes these entries (a replayed window the client acked) in one step; how many were there. */
+  removeAll(sessionId: string, ids: readonly string[]): Promise<number>;
   /** Messages waiting (expired ones not yet swept may be included until the next read or sweep). */
   size(sessionId: string): Promise<number>;
   /**

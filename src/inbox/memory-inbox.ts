@@ -66,6 +66,12 @@ export class MemoryInbox implements Inbox {
     return true;
   }
 
+  async removeAll(sessionId: string, ids: readonly string[]): Promise<number> {
+    let removed = 0;
+    for (const id of ids) if (await this.remove(sessionId, id)) removed += 1;
+    return removed;
+  }
+
   async size(sessionId: string): Promise<number> {
     return this.sessions.get(sessionId)?.size ?? 0;
   }

@@ -189,6 +189,12 @@ export class RedisInbox implements Inbox {
     return (await removeScript.run(this.redis, scriptKeys(this.keys(sessionId)), [escapeKeyPart(id)])) === 1;
   }
 
+  async removeAll(sessionId: string, ids: readonly string[]): Promise<number> {
+    if (ids.length === 0) return 0;
+    const removed = await removeScript.run(this.redis, scriptKeys(this.keys(sessionId)), ids.map(escapeKeyPart));
+    return typeof removed === 'number' ? removed : 0;
+  }
+
   async size(sessionId: string): Promise<number> {
     return this.redis.zcard(this.keys(sessionId).order);
   }

@@ -1,7 +1,10 @@
--- KEYS: order, expiry, data. ARGV: id. Returns 1 if it was there.
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then
-  return 0
+-- KEYS: order, expiry, data. ARGV: ids. Returns how many of them were there.
+local removed = 0
+for _, id in ipairs(ARGV) do
+  if redis.call('ZREM', KEYS[1], id) == 1 then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[3], id)
+    removed = removed + 1
+  end
 end
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('HDEL', KEYS[3], ARGV[1])
-return 1
+return removed

@@ -273,6 +273,7 @@ describe.each([
       },
       read: async () => [] as InboxEntry[],
       remove: async () => false,
+      removeAll: async () => 0,
       size: async () => 0,
       takeMissed: async () => undefined,
       close: async () => {},

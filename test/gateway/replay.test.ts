@@ -34,6 +34,10 @@ class HeldInbox implements Inbox {
     return this.inner.remove(sessionId, id);
   }
 
+  removeAll(sessionId: string, ids: readonly string[]): Promise<number> {
+    return this.inner.removeAll(sessionId, ids);
+  }
+
   takeMissed(sessionId: string): Promise<Missed | undefined> {
     return this.inner.takeMissed(sessionId);
   }

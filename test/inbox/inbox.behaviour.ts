@@ -265,6 +265,16 @@ export function describeInbox(name: string, createInbox: InboxFactory): void {
       expect(ids(await inbox.read('s1', 10))).toEqual(['a', 'c']);
     });
 
+    it('removes several acked entries in one step and says how many were there', async () => {
+      const { inbox } = await open();
+      for (const id of ['a', 'b', 'c', 'd']) await inbox.store('s1', entry(id));
+
+      expect(await inbox.removeAll('s1', ['a', 'c', 'unknown', 'a'])).toBe(2);
+      expect(await inbox.removeAll('s1', [])).toBe(0);
+      expect(await inbox.removeAll('other', ['b'])).toBe(0);
+      expect(ids(await inbox.read('s1', 10))).toEqual(['b', 'd']);
+    });
+
     it('appends a message stored again after it was removed', async () => {
       const { inbox } = await open();
       for (const id of ['a', 'b']) await inbox.store('s1', entry(id));
