@@ -23,7 +23,7 @@ export function inboxDeadLetters(queue: Pick<NotificationQueue, 'deadLetter'>, m
  * The entry as a notification to this session again, so that the dead letter can be read and
  * republished like any other; its enqueue time is the original one.
  */
-export function deadLetterOf(sessionId: string, reason: GiveUpReason, entry: InboxEntry): DeadLetterCopy {
+function deadLetterOf(sessionId: string, reason: GiveUpReason, entry: InboxEntry): DeadLetterCopy {
   const { id, event, data, sentAt, expiresAt } = entry;
   const body = { id, session: sessionId, event, data, delivery: 'reliable' };
   const detail = reason === 'inbox_full'

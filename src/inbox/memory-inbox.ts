@@ -10,6 +10,9 @@ export interface MemoryInboxOptions {
   now?: () => number;
 }
 
+/** Sessions whose gap notice waits for their next registration, at most (the memory engine's bound). */
+const MAX_MISSED_SESSIONS = 100_000;
+
 /**
  * The embedded inbox: one insertion-ordered map per session. Bounded per session by `INBOX_MAX` (or the
  * connected bound) and in time by each entry's TTL; what it gives up goes to `events.gaveUp`, and a
@@ -107,6 +110,10 @@ export class MemoryInbox implements Inbox {
   private async giveUp(sessionId: string, reason: GiveUpReason, entries: InboxEntry[]): Promise<void> {
     if (entries.length === 0) return;
     await this.events.gaveUp(sessionId, reason, entries);
-    this.missed.set(sessionId, addMissed(this.missed.get(sessionId), entries));
+    const missed = addMissed(this.missed.get(sessionId), entries);
+    // Re-inserted at the end, so the sessions longest without a new gap are first to be forgotten.
+    this.missed.delete(sessionId);
+    this.missed.set(sessionId, missed);
+    if (this.missed.size > MAX_MISSED_SESSIONS) this.missed.delete(this.missed.keys().next().value!);
   }
 }

@@ -45,7 +45,6 @@ export interface RedisInboxOptions {
  *   <prefix>{inbox:<enc>}:dead    LIST  entries given up, `<reason>\n<entry JSON>`, until dead-lettered
  *   <prefix>{inbox:<enc>}:dead-lock  STRING  the node dead-lettering the list now (a token, with a TTL)
  *   <prefix>{inbox:<enc>}:missed  HASH  count, since: what was dead-lettered since the last registration
- *   <prefix>{inbox:<enc>}:acked   ZSET  id -> when the session acked it: `RedisAckLog`'s, with an expiry of its own
  *
  * The `{inbox:<enc>}` hash tag puts the three keys of a session in one Redis Cluster slot, which the
  * scripts need; it is never empty, even for an empty session id. The next position is the last
@@ -85,11 +84,8 @@ interface SessionKeys {
 const ORDER_SUFFIX = ':order';
 const DEAD_SUFFIX = ':dead';
 
-/**
- * What every key of a session starts with: the prefix and the session's hash tag. The acked-id log
- * (`RedisAckLog`) builds its key on it too, so all of a session's keys share one Redis Cluster slot.
- */
-export function sessionKeyBase(keyPrefix: string, sessionId: string): string {
+/** What every key of a session starts with: the prefix and the session's hash tag. */
+function sessionKeyBase(keyPrefix: string, sessionId: string): string {
   return `${keyPrefix}{inbox:${escapeKeyPart(sessionId)}}`;
 }
 

@@ -72,10 +72,6 @@ export async function killOwnerDuring(
       redis.disconnect();
     }
     const settledMs = Date.now() - killedAt;
-    if (process.env.KILL_RUN_DEBUG) {
-      const seen = new Map<string, number>();
-      tab.ids().forEach((id, i) => { if (seen.has(id)) console.info(`dup ${id} first at ${seen.get(id)} again at ${i}`); else seen.set(id, i); });
-    }
     const run: KillRun = {
       balance: result,
       suppressed: await metric(survivor, 'pushcenter_duplicates_suppressed_total'),
