@@ -68,6 +68,9 @@ const unlockScript = LuaScript.load(new URL('./unlock.lua', import.meta.url));
 
 /** Dead-list items handed over per round trip. */
 const DEAD_LETTER_BATCH = 200;
+/** After a failed hand-over, the first retry comes this much later, each next one twice as late. */
+const DEAD_LETTER_RETRY_MS = 1_000;
+const DEAD_LETTER_RETRY_MAX_MS = 30_000;
 /** A drain lock outlives a node that died holding it by this much; each confirmed batch renews it. */
 const DEAD_LETTER_LOCK_MS = 30_000;
 
@@ -144,6 +147,8 @@ export class RedisInbox implements Inbox {
   private sweeping: Promise<void> | undefined;
   /** Sessions whose dead list this node is handing over now. */
   private readonly draining = new Map<string, Promise<void>>();
+  /** Sessions whose hand-over failed, and when it is tried again. */
+  private readonly retries = new Map<string, { timer: NodeJS.Timeout; delayMs: number }>();
   private closed = false;
 
   constructor(
@@ -209,6 +214,8 @@ export class RedisInbox implements Inbox {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.sweeper);
+    for (const { timer } of this.retries.values()) clearTimeout(timer);
+    this.retries.clear();
     await this.sweeping;
     await Promise.all(this.draining.values());
   }
@@ -264,10 +271,25 @@ export class RedisInbox implements Inbox {
     const running = this.draining.get(sessionId);
     if (running) return running;
     const drain = this.drain(sessionId, keys)
-      .catch((err: unknown) => this.options.onError?.(err, 'dead-lettering inbox entries failed; the next sweep tries again'))
+      .then(() => {
+        this.retries.delete(sessionId);
+      }, (err: unknown) => {
+        const delay = Math.min((this.retries.get(sessionId)?.delayMs ?? DEAD_LETTER_RETRY_MS / 2) * 2, DEAD_LETTER_RETRY_MAX_MS);
+        this.options.onError?.(err, `dead-lettering inbox entries failed; they stay in Redis, tried again in ${delay} ms`);
+        this.retryLater(sessionId, keys, delay);
+      })
       .finally(() => this.draining.delete(sessionId));
     this.draining.set(sessionId, drain);
     return drain;
+  }
+
+  /** The dead-letter queue or Redis was down: try again soon rather than at the next sweep. */
+  private retryLater(sessionId: string, keys: SessionKeys, delayMs: number): void {
+    if (this.closed) return;
+    clearTimeout(this.retries.get(sessionId)?.timer);
+    const timer = setTimeout(() => void this.deadLetter(sessionId, keys), delayMs);
+    timer.unref();
+    this.retries.set(sessionId, { timer, delayMs });
   }
 
   private async drain(sessionId: string, keys: SessionKeys): Promise<void> {

@@ -211,6 +211,18 @@ describe('RedisInbox shared by several nodes', () => {
     expect(await inbox.takeMissed('s:1')).toEqual({ count: 2, since: start });
   });
 
+  it('tries a failed hand-over again by itself a second later, without waiting for a sweep', async () => {
+    const { inbox, events } = open(redis.node1, { maxPerSession: 1, onError: () => {} });
+    events.failWith = new Error('dead-letter queue down');
+    await inbox.store('s1', entry('a'));
+    await inbox.store('s1', entry('b'));
+    expect(events.givenUp).toEqual([]);
+
+    events.failWith = undefined;
+    await vi.waitFor(() => expect(events.givenUp).toEqual([{ sessionId: 's1', reason: 'inbox_full', id: 'a' }]), { timeout: 3_000, interval: 50 });
+    expect(await redis.node1.exists(`${redis.prefix}{inbox:s1}:dead`)).toBe(0);
+  });
+
   it('leaves a dead list to the node that is handing it over, and takes it over when that node died', async () => {
     const { inbox, events } = open(redis.node1, { maxPerSession: 1 });
     const lock = `${redis.prefix}{inbox:s1}:dead-lock`;

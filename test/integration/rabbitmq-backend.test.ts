@@ -326,7 +326,7 @@ describe('losing a dependency', () => {
     expect(settled.missing).toEqual([]);
     expect(settled).toMatchObject({ waiting: 50, dead: { inbox_full: 50 } });
     expect(new Set(ids(received))).toEqual(new Set(toLive));
-  });
+  }, 60_000);
 
   it('Redis down: not ready, consumption held; once it is back the held message is stored, none lost', async () => {
     const proxy = await TcpProxy.start(REDIS_URL);
