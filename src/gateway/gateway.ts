@@ -251,10 +251,22 @@ export class Gateway implements LocalSessions {
       }
     }
     this.deps.logger.debug({ socket: socket.id, session: sessionId, groups }, 'socket registered');
+    const [missed, waiting] = await Promise.all([this.takeMissed(sessionId), this.inboxWaiting(sessionId)]);
+    // Only a session with something in its inbox replays: a replay holds back newer messages (order), and
+    // a tab held back while another tab of its session acks never gets those. What is stored from now on
+    // reaches this socket anyway: the storing node finds it in the directory and asks for a replay.
     // After the answer has gone out, so the client has its handlers in place when the inbox arrives.
-    setImmediate(() => connection.replay());
-    const missed = await this.takeMissed(sessionId);
+    if (waiting) setImmediate(() => connection.replay());
     return missed ? { ok: true, sessionId, groups, missed } : { ok: true, sessionId, groups };
+  }
+
+  /** Whether the session's inbox holds anything; when that cannot be read, a replay finds out. */
+  private async inboxWaiting(sessionId: string): Promise<boolean> {
+    try {
+      return (await this.deps.inbox.size(sessionId)) > 0;
+    } catch {
+      return true;
+    }
   }
 
   /** The gap notice of a register answer (PROTOCOL §4.1); a failure only costs the notice, not the registration. */

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Inbox, InboxEntry, Missed, StoreOptions } from '../../src/inbox/inbox.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
-import { closeClients, collect, connectClient, register, sleep, startNode, until, type Running } from '../support/harness.js';
+import { closeClients, collect, connectClient, post, register, sleep, startNode, until, type Running } from '../support/harness.js';
 
 /** A memory inbox whose reads can be held: the entries are read at once, handed over when released. */
 class HeldInbox implements Inbox {
@@ -51,6 +51,8 @@ class HeldInbox implements Inbox {
   }
 }
 
+const entry = (id: string): InboxEntry => ({ id, event: 'message', data: id, sentAt: Date.now(), reliable: true, expiresAt: Date.now() + 60_000 });
+
 let node: Running | undefined;
 afterEach(async () => {
   closeClients();
@@ -64,18 +66,35 @@ describe('inbox replay', () => {
     node = await startNode({}, { inbox });
     const socket = await connectClient(node.url);
     const received = collect(socket);
+    await inbox.store('racer', entry('early'));
     inbox.hold();
-    // Registering replays the inbox: its read sees an empty inbox and is held there.
+    // Registering replays the inbox: its read finds `early` and is held there.
     expect((await register(socket, { sessionId: 'racer' })).ok).toBe(true);
     await until(() => inbox.reads, (n) => n >= 1);
     // Meanwhile a message is stored for the session, and its sockets are asked to replay (as the
     // dispatcher does when the session registered while the message was on its way to the inbox).
-    await inbox.store('racer', { id: 'late', event: 'message', data: 1, sentAt: Date.now(), reliable: true, expiresAt: Date.now() + 60_000 });
+    await inbox.store('racer', entry('late'));
     node.app.gateway.replay('racer');
     inbox.let();
     await until(() => received.map((r) => r.envelope.id), (ids) => ids.includes('late'));
     await until(() => inbox.size('racer'), (n) => n === 0);
     await sleep(50);
-    expect(received.map((r) => r.envelope.id)).toEqual(['late']);
+    expect(received.map((r) => r.envelope.id)).toEqual(['early', 'late']);
+  });
+
+  it('a socket registering with an empty inbox takes new messages at once, with no replay to wait for', async () => {
+    const inbox = new HeldInbox();
+    node = await startNode({}, { inbox });
+    const socket = await connectClient(node.url);
+    const received = collect(socket);
+    // A replay now would hold the socket back (its read never returns): another tab of the session
+    // acking meanwhile would leave this one without the message.
+    inbox.hold();
+    expect((await register(socket, { sessionId: 'fresh-tab' })).ok).toBe(true);
+    const sent = await post(node.url, { id: 'right-away', session: 'fresh-tab', data: 1 });
+    expect(sent.status).toBe(202);
+    await until(() => received.map((r) => r.envelope.id), (ids) => ids.includes('right-away'), 2000);
+    expect(inbox.reads).toBe(0);
+    inbox.let();
   });
 });
