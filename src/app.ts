@@ -8,7 +8,7 @@ import type { NodeBus } from './cluster/bus.js';
 import type { SessionDirectory } from './cluster/directory.js';
 import { MemoryCluster } from './cluster/memory.js';
 import { RedisBus } from './cluster/redis-bus.js';
-import { connectRedis, duplicateForSubscriptions, guardPublishes, quitRedis } from './cluster/redis-client.js';
+import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis } from './cluster/redis-client.js';
 import { RedisDirectory } from './cluster/redis-directory.js';
 import { FAST_PATH_PART_NAMES, type Config, type FastPathParts } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
@@ -153,8 +153,8 @@ export class App {
         redis.push(subscriber);
         const key = `${config.redis.keyPrefix}socket.io`;
         adapter = config.redis.adapter === 'sharded'
-          ? createShardedAdapter(guardPublishes(client, logger), subscriber, { channelPrefix: key, subscriptionMode: 'dynamic' })
-          : createAdapter(guardPublishes(client, logger), subscriber, { key });
+          ? createShardedAdapter(guardUnawaited(client, logger), guardUnawaited(subscriber, logger), { channelPrefix: key, subscriptionMode: 'dynamic' })
+          : createAdapter(guardUnawaited(client, logger), guardUnawaited(subscriber, logger), { key });
       }
       const queue = overrides.queue ?? (config.amqp.url
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })

@@ -28,9 +28,9 @@ const LOGGED_FRAME_CHARS = 200;
  * - Nothing here rejects unobserved or throws from a Redis event: a reply that cannot be sent is logged
  *   (the sender's timeout settles its forward).
  *
- * Both clients belong to the caller, who should create them with `enableOfflineQueue: false` and a small
- * `maxRetriesPerRequest` (see `redis-client.ts`), wait until they are ready, call `start()`, and quit them
- * after `close()`. The subscriber must be a connection of its own (`duplicate()`): a subscribed
+ * Both clients belong to the caller, who should create them with `enableOfflineQueue: false` and
+ * `maxRetriesPerRequest: 0` (see `redis-client.ts`), wait until they are ready, call `start()`, and quit
+ * them after `close()`. The subscriber must be a connection of its own (`duplicate()`): a subscribed
  * connection runs no other commands. The node's `RedisDirectory` may share it; each listens only to its
  * own channels.
  */

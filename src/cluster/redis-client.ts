@@ -6,7 +6,7 @@ import type { Logger } from '../observability/logger.js';
 /**
  * Opens an ioredis client for push-center's use of Redis and waits until it is ready.
  *
- * Commands fail at once while Redis is unreachable (no offline queue, one retry), so a dispatcher never
+ * Commands fail at once while Redis is unreachable (no offline queue, no retry), so a dispatcher never
  * waits on a dead connection and nothing piles up in memory (ioredis's offline queue is unbounded);
  * the client keeps reconnecting with capped, jittered back-off, and every error is logged, never thrown
  * at the process.
@@ -19,7 +19,9 @@ export async function connectRedis(url: string, name: string, logger: Logger, ti
     enableOfflineQueue: false,
     // Commands issued in the same tick (e.g. lookups for many messages) travel in one write.
     enableAutoPipelining: true,
-    maxRetriesPerRequest: 1,
+    // A command in flight when the connection drops fails: ioredis would otherwise send it again after
+    // the reconnect, and a script that already ran (a trim by count, a counter) would run twice.
+    maxRetriesPerRequest: 0,
     connectTimeout: 5000,
     retryStrategy: (attempt) => Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2),
   });
@@ -59,24 +61,28 @@ export async function quitRedis(client: Redis): Promise<void> {
   }
 }
 
+/** What the socket.io Redis adapter calls without awaiting, on its publishing and its subscribing client. */
+const UNAWAITED = new Set(['publish', 'spublish', 'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe']);
+
 /**
- * The socket.io Redis adapter publishes without awaiting; while Redis is down each publish rejects and,
- * unhandled, would end the Node 20 process. This view of the client handles (logs) those rejections;
- * the dispatcher itself does not emit to groups while the cluster is disconnected.
+ * The socket.io Redis adapter publishes, subscribes and unsubscribes (at close) without awaiting; while
+ * Redis is down each of those rejects and, unhandled, would end the Node 20 process. This view of the
+ * client handles (logs) those rejections; the dispatcher itself does not emit to groups while the
+ * cluster is disconnected.
  */
-export function guardPublishes(client: Redis, logger: Logger): Redis {
+export function guardUnawaited(client: Redis, logger: Logger): Redis {
   const log = logger.child({ component: 'redis', connection: 'adapter' });
   return new Proxy(client, {
     get(target, property) {
-      if (property === 'publish' || property === 'spublish') {
-        return (channel: string | Buffer, message: string | Buffer) => {
-          const published: Promise<unknown> = target[property](channel, message);
-          published.catch((err: Error) => log.warn({ err: err.message }, 'group emit to other nodes failed'));
-          return published;
-        };
-      }
       const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? value.bind(target) : value;
+      // `constructor` stays unbound: the adapter tells a Cluster client by its constructor's name.
+      if (typeof value !== 'function' || property === 'constructor') return value;
+      if (typeof property !== 'string' || !UNAWAITED.has(property)) return value.bind(target);
+      return (...args: unknown[]) => {
+        const sent: unknown = value.apply(target, args);
+        if (sent instanceof Promise) sent.catch((err: Error) => log.warn({ err: err.message, command: property }, 'group messaging command to Redis failed'));
+        return sent;
+      };
     },
   });
 }

@@ -64,6 +64,7 @@ const storeScript = LuaScript.load(new URL('./store.lua', import.meta.url));
 const readScript = LuaScript.load(new URL('./read.lua', import.meta.url));
 const removeScript = LuaScript.load(new URL('./remove.lua', import.meta.url));
 const deadLetterScript = LuaScript.load(new URL('./dead-letter.lua', import.meta.url));
+const lockScript = LuaScript.load(new URL('./lock.lua', import.meta.url));
 const unlockScript = LuaScript.load(new URL('./unlock.lua', import.meta.url));
 
 /** Dead-list items handed over per round trip. */
@@ -150,6 +151,8 @@ export class RedisInbox implements Inbox {
   /** Sessions whose hand-over failed, and when it is tried again. */
   private readonly retries = new Map<string, { timer: NodeJS.Timeout; delayMs: number }>();
   private closed = false;
+  /** This inbox's drain-lock token: a retry after a failure (its unlock failed too) still holds the lock. */
+  private readonly token = randomUUID();
 
   constructor(
     private readonly redis: Redis,
@@ -293,9 +296,9 @@ export class RedisInbox implements Inbox {
   }
 
   private async drain(sessionId: string, keys: SessionKeys): Promise<void> {
-    const token = randomUUID();
+    const { token } = this;
     // Another node may be draining the list: it trims only what it handed over, then looks again.
-    while ((await this.redis.set(keys.lock, token, 'PX', DEAD_LETTER_LOCK_MS, 'NX')) === 'OK') {
+    while ((await lockScript.run(this.redis, [keys.lock], [token, DEAD_LETTER_LOCK_MS])) === 1) {
       try {
         for (;;) {
           const items = await this.redis.lrange(keys.dead, 0, DEAD_LETTER_BATCH - 1);
@@ -303,11 +306,12 @@ export class RedisInbox implements Inbox {
           const parsed = items.map(parseDeadItem);
           for (const run of runsByReason(parsed)) await this.events.gaveUp(sessionId, run.reason, run.entries);
           const since = Math.min(...parsed.map(({ entry }) => entry.sentAt));
-          const held = await deadLetterScript.run(this.redis, [keys.dead, keys.missed, keys.lock],
-            [token, items.length, since, this.missedTtlMs, DEAD_LETTER_LOCK_MS]);
+          const trimmed = await deadLetterScript.run(this.redis, [keys.dead, keys.missed, keys.lock],
+            [token, items.length, since, this.missedTtlMs, DEAD_LETTER_LOCK_MS, items[0]!]);
           // The lock ran out meanwhile: another node may hand the same items over again (a duplicate
           // dead letter, never a lost one).
-          if (held !== 1) return;
+          if (trimmed === 0) return;
+          // 2: the batch was trimmed already (this script ran before, its answer lost): read again.
         }
       } finally {
         await unlockScript.run(this.redis, [keys.lock], [token]);

@@ -2,6 +2,10 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { InboxEntry } from '../../src/inbox/inbox.js';
 import { RedisInbox, type RedisInboxOptions } from '../../src/inbox/redis-inbox.js';
+import { LuaScript } from '../../src/util/lua-script.js';
+import { connectRedis, quitRedis } from '../../src/cluster/redis-client.js';
+import { createLogger } from '../../src/observability/logger.js';
+import { TcpProxy } from '../support/proxy.js';
 import { REDIS_URL } from '../support/services.js';
 import { describeInbox, ids, inboxEntry, recordEvents, TRICKY_SESSION_IDS, type RecordedEvents } from './inbox.behaviour.js';
 import { RedisTestNodes } from './redis-test-nodes.js';
@@ -223,6 +227,35 @@ describe('RedisInbox shared by several nodes', () => {
     expect(await redis.node1.exists(`${redis.prefix}{inbox:s1}:dead`)).toBe(0);
   });
 
+  it('takes a hand-over up again at the retry when Redis went away mid-way and the lock it held was left behind', async () => {
+    const proxy = await TcpProxy.start(REDIS_URL);
+    const client = await connectRedis(proxy.url(REDIS_URL), 'inbox-lock-test', createLogger('silent', 'test', false));
+    try {
+      const { inbox, events } = open(client, { maxPerSession: 1, onError: () => {} });
+      const handOver = events.gaveUp;
+      let cuts = 0;
+      // The dead letter is sent; Redis goes away before the trim and the unlock, and is back at once.
+      events.gaveUp = async (...args) => {
+        await handOver(...args);
+        if (cuts++ > 0) return;
+        proxy.cut();
+        setTimeout(() => proxy.restore(), 50);
+      };
+      await inbox.store('s1', entry('a'));
+      await inbox.store('s1', entry('b'));
+      expect(await redis.node1.get(`${redis.prefix}{inbox:s1}:dead-lock`)).not.toBeNull();
+
+      // Not 30 s later, when the lock would have run out: the retry a second later holds the same token.
+      await vi.waitFor(async () => expect(await redis.node1.exists(`${redis.prefix}{inbox:s1}:dead`)).toBe(0), { timeout: 4_000, interval: 50 });
+      expect(new Set(events.givenUp.map((g) => g.id))).toEqual(new Set(['a']));
+      expect(await redis.node1.exists(`${redis.prefix}{inbox:s1}:dead-lock`)).toBe(0);
+      await inbox.close();
+    } finally {
+      await quitRedis(client);
+      await proxy.close();
+    }
+  });
+
   it('leaves a dead list to the node that is handing it over, and takes it over when that node died', async () => {
     const { inbox, events } = open(redis.node1, { maxPerSession: 1 });
     const lock = `${redis.prefix}{inbox:s1}:dead-lock`;
@@ -256,5 +289,24 @@ describe('RedisInbox shared by several nodes', () => {
     }
     expect(await inbox.size('s2')).toBe(1);
     expect(events.expiredCalls).toEqual([1]);
+  });
+});
+
+describe('the dead list trim (dead-letter.lua)', () => {
+  const trimScript = LuaScript.load(new URL('../../src/inbox/dead-letter.lua', import.meta.url));
+
+  it('trims a batch once, even when the script runs twice (its first answer lost and it was sent again)', async () => {
+    const base = `${redis.prefix}{inbox:twice}`;
+    const keys = [`${base}:dead`, `${base}:missed`, `${base}:dead-lock`];
+    await redis.node1.rpush(keys[0]!, 'inbox_full\na', 'inbox_full\nb', 'inbox_full\nc');
+    await redis.node1.set(keys[2]!, 'token', 'PX', 30_000);
+    const args = ['token', 2, 1000, 60_000, 30_000, 'inbox_full\na'];
+    expect(await trimScript.run(redis.node1, keys, args)).toBe(1);
+    expect(await trimScript.run(redis.node1, keys, args)).toBe(2);
+    expect(await redis.node1.lrange(keys[0]!, 0, -1)).toEqual(['inbox_full\nc']);
+    expect(await redis.node1.hget(keys[1]!, 'count')).toBe('2');
+    // Without the lock nothing is trimmed.
+    expect(await trimScript.run(redis.node1, keys, ['other', 1, 1000, 60_000, 30_000, 'inbox_full\nc'])).toBe(0);
+    expect(await redis.node1.llen(keys[0]!)).toBe(1);
   });
 });

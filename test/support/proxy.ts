@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 export class TcpProxy {
   private readonly sockets = new Set<Socket>();
   private refusing = false;
+  private muted = false;
 
   private constructor(private readonly server: Server, readonly port: number) {}
 
@@ -25,7 +26,10 @@ export class TcpProxy {
         socket.on('close', () => proxy.sockets.delete(socket));
         socket.on('error', () => undefined);
       }
-      client.pipe(upstream).pipe(client);
+      client.pipe(upstream);
+      upstream.on('data', (chunk: Buffer) => {
+        if (!proxy.muted) client.write(chunk);
+      });
       client.on('close', () => upstream.destroy());
       upstream.on('close', () => client.destroy());
     });
@@ -50,6 +54,12 @@ export class TcpProxy {
 
   restore(): void {
     this.refusing = false;
+    this.muted = false;
+  }
+
+  /** Requests still reach the server, its answers are lost: a cut after the server acted, before the client heard. */
+  muteAnswers(): void {
+    this.muted = true;
   }
 
   async close(): Promise<void> {
