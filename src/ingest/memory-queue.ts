@@ -78,7 +78,7 @@ export class MemoryQueue implements NotificationQueue {
     this.schedule();
   }
 
-  pause(): void {
+  async pause(): Promise<void> {
     this.paused = true;
   }
 

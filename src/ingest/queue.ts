@@ -75,8 +75,11 @@ export interface NotificationQueue {
   deadLetterDepth(): Promise<number>;
   /** Starts handing deliveries to the handler, at most `prefetch` unsettled at once. */
   consume(handler: DeliveryHandler): Promise<void>;
-  /** Backpressure: take no new deliveries until `resume()`; those in flight stay valid. */
-  pause(): void;
+  /**
+   * Backpressure: take no new deliveries until `resume()`; those in flight stay valid. Resolves once no
+   * new delivery comes (RabbitMQ: the broker has the cancel).
+   */
+  pause(): Promise<void>;
   resume(): void;
   /** Shutdown, first step: take no new deliveries, for good; those in flight may still be settled. */
   stopConsuming(): Promise<void>;

@@ -259,7 +259,7 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
 
       it('expires in the queue when its ttl runs out before dispatch, and the expiry is counted', async () => {
         const before = await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome: 'expired' });
-        node.app.queue.pause();
+        await node.app.queue.pause();
         await post(node.url, { session: 'queued-too-long', data: 1, ttl: 50 });
         await sleep(120);
         node.app.queue.resume();

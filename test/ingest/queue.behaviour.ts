@@ -101,8 +101,7 @@ export function describeQueue(name: string, create: (options: { prefetch: number
         got.push(d);
         d.ack();
       });
-      queue.pause();
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await queue.pause();
       await queue.publish([message(1), message(2)]);
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(got).toHaveLength(0);

@@ -185,8 +185,7 @@ describe('a business backend publishing to RabbitMQ', () => {
 
   it('expires a message whose ttl ran out while it waited in the queue, and counts it', async () => {
     const { node, queue } = await realNode();
-    node.app.queue.pause();
-    await sleep(100);
+    await node.app.queue.pause();
     // The enqueue time is the AMQP timestamp (whole seconds); without one it would be the arrival time.
     await backend.publish(queue, [{ id: 'stale', session: 'late', data: 1, ttl: 50 }], { timestamp: Math.floor(Date.now() / 1000) });
     await sleep(200);
@@ -310,6 +309,7 @@ describe('losing a dependency', () => {
     proxy.cut();
     await sleep(1500);
     proxy.restore();
+    await until(async () => (await getJson(node.url, '/readyz')).status, (status) => status === 200, 15_000);
 
     const ids = (arrived: typeof received) => arrived.map((r) => r.envelope.id);
     const letters: DeadLetterSeen[] = [];

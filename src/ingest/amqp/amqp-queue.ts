@@ -154,8 +154,8 @@ export class AmqpQueue implements NotificationQueue {
     return this.consumer.consume(handler);
   }
 
-  pause(): void {
-    this.consumer.pause();
+  pause(): Promise<void> {
+    return this.consumer.pause();
   }
 
   resume(): void {

@@ -95,11 +95,14 @@ export class AmqpConsumer {
     await this.sync();
   }
 
-  /** Cancels the consumer (RabbitMQ has no channel.flow); deliveries already received stay valid. */
-  pause(): void {
-    if (this.paused) return;
+  /**
+   * Cancels the consumer (RabbitMQ has no channel.flow); deliveries already received stay valid.
+   * Resolves once the broker has the cancel (a failure is logged; the reconnection settles it).
+   */
+  pause(): Promise<void> {
+    if (this.paused) return this.ops;
     this.paused = true;
-    void this.sync();
+    return this.sync();
   }
 
   resume(): void {

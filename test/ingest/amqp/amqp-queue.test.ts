@@ -419,8 +419,7 @@ describe('AmqpQueue (RabbitMQ)', () => {
     const received = await hold(engine);
     await waitFor('3 deliveries', () => received.length === 3);
 
-    engine.pause();
-    await sleep(100);
+    await engine.pause();
     await engine.publish(ids(4, 'b').map((id) => message(id)));
     await sleep(300);
     expect(received).toHaveLength(3);
