@@ -28,12 +28,18 @@ import { MemoryInbox } from './inbox/memory-inbox.js';
 import { RedisAckLog } from './inbox/redis-ack-log.js';
 import { RedisInbox } from './inbox/redis-inbox.js';
 import { AmqpQueue } from './ingest/amqp/amqp-queue.js';
-import { registerNotificationRoute } from './ingest/http-route.js';
+import { registerNotificationRoute, registerReceiptRoute } from './ingest/http-route.js';
 import { MemoryQueue } from './ingest/memory-queue.js';
 import type { NotificationQueue } from './ingest/queue.js';
 import { NotificationParser } from './notification/parse.js';
 import { createLogger, type Logger } from './observability/logger.js';
 import { Metrics, type Dependency } from './observability/metrics.js';
+import { MemoryIdClaims, MemoryReceipts } from './receipts/memory-receipts.js';
+import type { IdClaims, ReceiptStore } from './receipts/receipts.js';
+import { ReceiptRecorder } from './receipts/recorder.js';
+import { RedisIdClaims, RedisReceipts } from './receipts/redis-receipts.js';
+import { AmqpReceiptStream } from './receipts/receipt-stream.js';
+import { MemoryIdempotencyKeys, RedisIdempotencyKeys, type IdempotencyKeys } from './http/idempotency.js';
 import { orAfter } from './util/timeout.js';
 
 /** Engines to use instead of the ones the configuration picks (tests, embedding). */
@@ -45,6 +51,8 @@ export interface AppOverrides {
   /** The node's session directory and bus, both or neither (when built here, the bus starts first). */
   cluster?: NodeCluster;
   auth?: Authenticator;
+  /** The `Idempotency-Key` store (e.g. one with a test's clock). */
+  idempotencyKeys?: IdempotencyKeys;
 }
 
 /** A node's two cluster parts. */
@@ -69,6 +77,10 @@ interface Parts {
   http: FastifyInstance;
   /** The parts of the socket fast path this node uses. */
   fastPath: FastPathParts;
+  receipts: ReceiptRecorder;
+  /** Undefined with `IDEMPOTENCY_TTL_MS=0`. */
+  claims: IdClaims | undefined;
+  idempotencyKeys: IdempotencyKeys | undefined;
 }
 
 type AdapterFactory = ReturnType<typeof createAdapter> | ReturnType<typeof createShardedAdapter>;
@@ -100,6 +112,8 @@ export class App {
   readonly dispatcher: Dispatcher;
   readonly http: FastifyInstance;
   readonly io: PushServer;
+  readonly receipts: ReceiptRecorder;
+  private readonly claims: IdClaims | undefined;
   private readonly redis: Redis[];
   private readonly backpressure: BackpressureMonitor;
   private closing: Promise<void> | undefined;
@@ -160,8 +174,18 @@ export class App {
         ? await AmqpQueue.connect({ ...config.amqp, url: config.amqp.url, logger, connectionName: `push-center:${config.nodeId}` })
         : new MemoryQueue({ prefetch: config.amqp.prefetch, maxLength: config.embeddedQueueMax }));
       if (!overrides.queue) built.push(queue);
+      const receipts = await receiptRecorder(config, client, metrics, logger);
+      built.push(receipts);
+      const idempotencyTtlMs = config.idempotencyTtlMs;
+      const claims = idempotencyTtlMs === 0 ? undefined : client
+        ? new RedisIdClaims(client, { keyPrefix: config.redis.keyPrefix, windowMs: idempotencyTtlMs, maxIds: config.idempotencyMaxIds })
+        : new MemoryIdClaims({ windowMs: idempotencyTtlMs, maxIds: config.idempotencyMaxIds });
+      if (claims) built.push(claims);
+      const idempotencyKeys = overrides.idempotencyKeys ?? (idempotencyTtlMs === 0 ? undefined : client
+        ? new RedisIdempotencyKeys(client, { keyPrefix: config.redis.keyPrefix, ttlMs: idempotencyTtlMs })
+        : new MemoryIdempotencyKeys({ ttlMs: idempotencyTtlMs, maxKeys: 100_000 }));
       const bounds = { maxPerSession: config.inboxMax, maxPerConnectedSession: config.inboxMaxConnected };
-      const gaveUp = inboxDeadLetters(queue, metrics, logger.child({ component: 'inbox' }));
+      const gaveUp = inboxDeadLetters(queue, metrics, logger.child({ component: 'inbox' }), receipts);
       const inbox = overrides.inbox ?? (client
         ? new RedisInbox(client, {
           keyPrefix: config.redis.keyPrefix,
@@ -205,7 +229,9 @@ export class App {
       for (const [part, name] of Object.entries(FAST_PATH_PART_NAMES) as Array<[keyof FastPathParts, string]>) {
         metrics.fastPath.set({ part: name }, fastPath[part] ? 1 : 0);
       }
-      return new App(config, { logger, metrics, queue, inbox, ackLog, cluster, auth, redis, adapter, http, fastPath });
+      return new App(config, {
+        logger, metrics, queue, inbox, ackLog, cluster, auth, redis, adapter, http, fastPath, receipts, claims, idempotencyKeys,
+      });
     } catch (err) {
       for (const part of built.reverse()) {
         await part.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing after a failed start-up'));
@@ -226,6 +252,8 @@ export class App {
     this.directory = parts.cluster.directory;
     this.bus = parts.cluster.bus;
     this.redis = parts.redis;
+    this.receipts = parts.receipts;
+    this.claims = parts.claims;
     const parser = new NotificationParser(config.limits);
 
     const queue = this.queue;
@@ -255,6 +283,7 @@ export class App {
       directory: this.directory,
       fastPath: parts.fastPath,
       inbox: this.inbox,
+      receipts: parts.receipts,
       metrics,
       logger: this.logger.child({ component: 'gateway' }),
     });
@@ -266,6 +295,8 @@ export class App {
       bus: this.bus,
       inbox: this.inbox,
       acked: this.ackLog,
+      claims: parts.claims,
+      receipts: parts.receipts,
       metrics,
       logger: this.logger.child({ component: 'dispatch' }),
     });
@@ -290,7 +321,10 @@ export class App {
       version: PACKAGE_VERSION,
     }));
 
-    registerNotificationRoute(this.http, { parser, queue: this.queue, metrics });
+    registerNotificationRoute(this.http, {
+      parser, queue: this.queue, metrics, receipts: parts.receipts, idempotencyKeys: parts.idempotencyKeys,
+    });
+    registerReceiptRoute(this.http, { maxIdLength: config.limits.maxIdLength, store: parts.receipts.store });
     registerStaticRoutes(this.http, new URL('../public/', import.meta.url));
     registerAdminRoutes(this.http, {
       maxIdLength: config.limits.maxIdLength,
@@ -408,10 +442,47 @@ export class App {
     await this.http.close();
     await this.queue.close();
     // The directory before the bus: other nodes stop forwarding here before nobody listens.
-    await Promise.all([this.inbox.close(), this.ackLog?.close(), this.directory.close().then(() => this.bus.close())]);
+    await Promise.all([
+      this.inbox.close(), this.ackLog?.close(), this.receipts.close(), this.claims?.close(),
+      this.directory.close().then(() => this.bus.close()),
+    ]);
     await Promise.all(this.redis.map(quitRedis));
     logger.info('stopped');
   }
+}
+
+/**
+ * The receipts (PROTOCOL §6): kept in Redis when the node has it, else in memory; published to
+ * `AMQP_RECEIPTS_EXCHANGE` when the node has RabbitMQ and the exchange is set.
+ */
+async function receiptRecorder(config: Config, client: Redis | undefined, metrics: Metrics, logger: Logger): Promise<ReceiptRecorder> {
+  const log = logger.child({ component: 'receipts' });
+  const { receiptsTtlMs: ttlMs } = config;
+  let store: ReceiptStore | undefined;
+  if (ttlMs > 0) {
+    store = client
+      ? new RedisReceipts(client, {
+        keyPrefix: config.redis.keyPrefix,
+        ttlMs,
+        maxReceipts: config.receiptsMax ?? 1_000_000,
+        onError: (err, events) => {
+          metrics.receiptsLost.inc({ where: 'store' }, events);
+          log.warn({ err, events }, 'receipt events could not be written to Redis; those receipts miss them');
+        },
+      })
+      : new MemoryReceipts({ ttlMs, maxReceipts: config.receiptsMax ?? 100_000 });
+  }
+  const { url, receiptsExchange } = config.amqp;
+  const stream = url && receiptsExchange !== ''
+    ? await AmqpReceiptStream.connect({
+      url,
+      exchange: receiptsExchange,
+      logger: log,
+      connectionName: `push-center:${config.nodeId}`,
+      onDropped: () => metrics.receiptsLost.inc({ where: 'stream' }),
+    })
+    : undefined;
+  return new ReceiptRecorder(config.nodeId, store, stream, metrics);
 }
 
 /** The parts of the socket fast path to use, logged: none with SOCKET_FAST_PATH=off, else what the probe saw work. */

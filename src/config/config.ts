@@ -20,6 +20,8 @@ export interface Config {
     queueType: 'classic' | 'quorum';
     deadLetterQueue: string;
     deadLetterExchange: string;
+    /** Topic exchange each final outcome is published to (`<outcome>.<target>`); empty: no stream. */
+    receiptsExchange: string;
   };
   redis: {
     /** Unset: in-memory inbox and a single-node cluster. */
@@ -62,6 +64,20 @@ export interface Config {
    * acked instead of emitted again (PROTOCOL §4.1); 0 turns the suppression off.
    */
   duplicateWindowMs: number;
+  /**
+   * How long a notification's receipt is kept (`GET /v1/notifications/:id`); 0 keeps none. The embedded
+   * node keeps at most `receiptsMax`, the oldest forgotten first.
+   */
+  receiptsTtlMs: number;
+  /** Unset: 100,000 on the embedded node, 1,000,000 in Redis. */
+  receiptsMax: number | undefined;
+  /**
+   * How long an `Idempotency-Key` and a notification id are remembered: a repeated key answers the first
+   * request again, a repeated id is not delivered again; 0 turns both off.
+   */
+  idempotencyTtlMs: number;
+  /** Notification ids remembered at the most for that; beyond it the oldest are forgotten (the window shrinks). */
+  idempotencyMaxIds: number;
   /** Empty: same-origin only for HTTP, any origin for socket.io handshakes is refused. `*`: any origin. */
   corsOrigins: string[];
   logLevel: string;
@@ -324,6 +340,10 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
         'a queue name of A-Z a-z 0-9 _ . : -'),
       deadLetterExchange: str('AMQP_DEAD_LETTER_EXCHANGE', 'pushcenter.dead', QUEUE_NAME,
         'an exchange name of A-Z a-z 0-9 _ . : -'),
+      // Set and empty turns the stream off (unset takes the default).
+      receiptsExchange: String(env.AMQP_RECEIPTS_EXCHANGE ?? 'x').trim() === ''
+        ? ''
+        : str('AMQP_RECEIPTS_EXCHANGE', 'pushcenter.receipts', QUEUE_NAME, 'an exchange name of A-Z a-z 0-9 _ . : -, or empty for no receipts stream'),
     },
     redis: {
       url: url('REDIS_URL', ['redis:', 'rediss:']),
@@ -341,6 +361,10 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     inboxMax,
     inboxMaxConnected,
     duplicateWindowMs: int('DUPLICATE_WINDOW_MS', 180_000, 0, 86_400_000),
+    receiptsTtlMs: int('RECEIPTS_TTL_MS', 86_400_000, 0, 30 * 86_400_000),
+    receiptsMax: raw('RECEIPTS_MAX') === undefined ? undefined : int('RECEIPTS_MAX', 100_000, 1, 100_000_000),
+    idempotencyTtlMs: int('IDEMPOTENCY_TTL_MS', 86_400_000, 0, 30 * 86_400_000),
+    idempotencyMaxIds: int('IDEMPOTENCY_MAX_IDS', 2_000_000, 1, 1_000_000_000),
     corsOrigins,
     logLevel: oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     limits: {

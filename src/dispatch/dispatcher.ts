@@ -7,6 +7,8 @@ import type { NotificationParser } from '../notification/parse.js';
 import { toEnvelope, type Envelope, type Notification } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { IdClaims } from '../receipts/receipts.js';
+import { sessionDetail, type ReceiptRecorder } from '../receipts/recorder.js';
 import { DeadlineList, type Timed } from '../util/deadline-list.js';
 import type { LocalOutcome, LocalSessions } from './local-sessions.js';
 
@@ -26,6 +28,13 @@ export interface DispatcherDeps {
    * Undefined: suppression is off (`DUPLICATE_WINDOW_MS=0`).
    */
   acked: AckLog | undefined;
+  /**
+   * Which notification ids were accepted lately: a message whose id was (a publisher sent it twice) is
+   * acked, not delivered again. Undefined: off (`IDEMPOTENCY_TTL_MS=0`).
+   */
+  claims: IdClaims | undefined;
+  /** Where outcomes are reported (receipts, their stream). */
+  receipts: ReceiptRecorder;
   metrics: Metrics;
   logger: Logger;
 }
@@ -125,7 +134,15 @@ export class Dispatcher {
         if (local === 'behind') deps.sessions.spilled(sessionId);
         resolve(local === 'delivered' ? 'delivered' : 'not_delivered');
       };
-      if (!notification.reliable) answer(deps.sessions.send(sessionId, envelope));
+      if (!notification.reliable) {
+        const sent = deps.sessions.send(sessionId, envelope);
+        // The node that forwarded it reports nothing for its forwards: the outcome is this node's.
+        if (sent !== 'no_sockets') {
+          deps.receipts.outcome(notification.id, sent === 'delivered' ? 'delivered' : 'dropped',
+            sessionDetail(notification, sessionId, sent === 'delivered' ? {} : { reason: sent }));
+        }
+        answer(sent);
+      }
       // Recorded here, where the client acked: the node that sent it may die before it acks the broker.
       else deps.sessions.offer(sessionId, envelope, (local) => this.recordedIfDelivered(sessionId, notification.id, local, answer));
     }));
@@ -148,11 +165,46 @@ export class Dispatcher {
     const routing = new Routing(delivery, this.settle);
     try {
       const notification = this.parse(delivery);
-      if (notification !== undefined) this.route(notification, routing);
+      if (notification !== undefined) this.admit(notification, routing);
     } catch (err) {
       routing.fail(err);
     }
   };
+
+  /**
+   * A valid notification: unless its id was accepted already within the window (a second publish of
+   * it; a redelivery of the same broker message is not one), it is routed, and its receipt starts here
+   * when it did not come through the HTTP API (which wrote that already).
+   */
+  private admit(n: Notification, routing: Routing): void {
+    const { claims } = this.deps;
+    const { delivery } = routing;
+    if (!claims || delivery.redelivered || n.idAssigned) {
+      this.accept(n, routing);
+      return;
+    }
+    claims.claim(n.id).then(
+      (first) => {
+        if (first) {
+          this.accept(n, routing);
+          return;
+        }
+        this.deps.metrics.duplicatePublishes.inc();
+        this.deps.logger.debug({ id: n.id }, 'a message with this id was accepted already; acked, not delivered again');
+        routing.expect(1);
+        routing.done(true);
+      },
+      (err: unknown) => {
+        this.deps.logger.debug({ err, id: n.id }, 'id claims unavailable; the message is delivered even if it is a second publish');
+        this.accept(n, routing);
+      },
+    );
+  }
+
+  private accept(n: Notification, routing: Routing): void {
+    if (routing.delivery.message.source !== 'http' && !routing.delivery.redelivered) this.deps.receipts.accepted(n);
+    this.route(n, routing);
+  }
 
   /** The notification, or undefined after starting to dead-letter an invalid one. */
   private parse(delivery: Delivery): Notification | undefined {
@@ -174,7 +226,12 @@ export class Dispatcher {
     logger.warn({ messageId: message.messageId, reason: parsed.error.reason, detail: parsed.error.message },
       'invalid notification dead-lettered');
     delivery.deadLetter(parsed.error.reason, parsed.error.message).then(
-      () => this.finished(),
+      () => {
+        if (message.messageId !== undefined) {
+          this.deps.receipts.outcome(message.messageId, 'dead', { target: 'unknown', reason: parsed.error.reason });
+        }
+        this.finished();
+      },
       (err: unknown) => this.failed(delivery, err),
     );
     return undefined;
@@ -206,6 +263,7 @@ export class Dispatcher {
   private route(n: Notification, routing: Routing): void {
     if (n.expiresAt <= Date.now()) {
       this.countAll(n, 'expired');
+      this.droppedEverywhere(n, 'expired');
       routing.expect(1);
       routing.done(true);
       return;
@@ -229,18 +287,22 @@ export class Dispatcher {
       // Other nodes' members cannot be reached now: a reliable message goes back to the queue (for
       // later, or for a node that can reach them); a volatile one is dropped.
       this.countGroups(n, n.reliable ? 'failed' : 'dropped');
+      if (!n.reliable) this.receiptFanOut(n, 'dropped', { reason: 'cluster_unavailable' });
       return !n.reliable;
     }
+    // Sockets reached on this node; the other nodes report theirs (`Gateway`, fan-out counts).
+    let sockets = 0;
     for (const group of n.groups) {
-      sessions.emitToGroup(group, toEnvelope(n, group));
+      sockets += sessions.emitToGroup(group, toEnvelope(n, group));
       metrics.delivery('group', n.reliable, 'delivered');
       metrics.latency(n.reliable, n.enqueuedAt);
     }
     if (n.broadcast) {
-      sessions.broadcast(toEnvelope(n));
+      sockets += sessions.broadcast({ ...toEnvelope(n), broadcast: true });
       metrics.delivery('broadcast', n.reliable, 'delivered');
       metrics.latency(n.reliable, n.enqueuedAt);
     }
+    this.receiptFanOut(n, 'delivered', { sockets });
     return true;
   }
 
@@ -258,7 +320,7 @@ export class Dispatcher {
   }
 
   private volatileForwarded(sessionId: string, n: Notification, delivered: boolean, remotes: readonly string[], routing: Routing): void {
-    const { bus, metrics, logger } = this.deps;
+    const { bus, metrics, logger, receipts } = this.deps;
     for (const node of remotes) {
       bus.forward(node, sessionId, n).catch((err: unknown) => {
         logger.debug({ err, node, session: sessionId }, 'volatile forward failed');
@@ -266,6 +328,11 @@ export class Dispatcher {
     }
     const outcome = delivered ? 'delivered' : remotes.length > 0 ? 'forwarded' : 'dropped';
     metrics.delivery('session', false, outcome);
+    // A node the message was forwarded to reports its own sockets' outcome.
+    if (outcome !== 'forwarded') {
+      const reason = this.deps.sessions.sockets(sessionId) > 0 ? 'behind' : 'no_sockets';
+      receipts.outcome(n.id, outcome, sessionDetail(n, sessionId, outcome === 'dropped' ? { reason } : {}));
+    }
     if (delivered) metrics.latency(false, n.enqueuedAt);
     routing.done(true);
   }
@@ -318,7 +385,7 @@ export class Dispatcher {
     this.deps.sessions.offer(sessionId, envelope, (offered) => this.recordedIfDelivered(sessionId, n.id, offered, (local) => {
       if (local === 'no_sockets') attempt.noLocalSockets = true;
       if (local === 'behind') attempt.spillOwed = true;
-      this.answered(attempt, local === 'delivered');
+      this.answered(attempt, local === 'delivered', undefined);
     }));
     if (known) {
       this.forwardTo(attempt, known);
@@ -328,7 +395,7 @@ export class Dispatcher {
       (remotes) => {
         attempt.waiting += remotes.length;
         this.forwardTo(attempt, remotes);
-        this.answered(attempt, false); // the lookup itself
+        this.answered(attempt, false, undefined); // the lookup itself
       },
       (err: unknown) => routing.fail(err),
     );
@@ -338,30 +405,33 @@ export class Dispatcher {
     attempt.remotes = remotes;
     for (const node of remotes) {
       this.deps.bus.forward(node, attempt.sessionId, attempt.notification).then(
-        (outcome) => this.answered(attempt, outcome === 'delivered'),
+        (outcome) => this.answered(attempt, outcome === 'delivered', node),
         (err: unknown) => {
           this.deps.logger.warn({ err, node, session: attempt.sessionId }, 'forward failed');
-          this.answered(attempt, false);
+          this.answered(attempt, false, node);
         },
       );
     }
   }
 
-  /** One part of a reliable attempt answered. */
-  private answered(attempt: ReliableAttempt, delivered: boolean): void {
+  /** One part of a reliable attempt answered: this node's sockets (`node` undefined) or another node's. */
+  private answered(attempt: ReliableAttempt, delivered: boolean, node: string | undefined): void {
     attempt.waiting -= 1;
     if (attempt.routing.failed) return;
-    const { metrics } = this.deps;
+    const { metrics, receipts } = this.deps;
+    const { notification: n, sessionId } = attempt;
     if (delivered && attempt.state === 'out') {
       attempt.state = 'delivered';
       this.holds.remove(attempt);
       this.payOwedSpill(attempt);
       metrics.delivery('session', true, 'delivered');
       metrics.latency(true, attempt.notification.enqueuedAt);
+      receipts.outcome(n.id, 'delivered', sessionDetail(n, sessionId, node === undefined ? {} : { node }));
       attempt.routing.done(true);
     } else if (delivered && attempt.held && !attempt.lateDelivery) {
       // Stored at the hold time, acked since: it no longer waits in the inbox.
       attempt.lateDelivery = true;
+      receipts.outcome(n.id, 'delivered', sessionDetail(n, sessionId, node === undefined ? {} : { node }));
       if (attempt.stored) void this.removeDelivered(attempt);
     } else if (!delivered && attempt.state === 'out' && attempt.waiting === 0) {
       this.miss(attempt);
@@ -406,9 +476,13 @@ export class Dispatcher {
     const { sessionId, notification: n, envelope } = attempt;
     if (n.expiresAt <= Date.now()) {
       metrics.delivery('session', true, 'expired');
+      this.deps.receipts.outcome(n.id, 'dropped', sessionDetail(n, sessionId, { reason: 'expired' }));
       return true;
     }
-    if (attempt.remotes.length > 0 && await this.ackedElsewhere(attempt)) return true;
+    if (attempt.remotes.length > 0 && await this.ackedElsewhere(attempt)) {
+      this.deps.receipts.outcome(n.id, 'delivered', sessionDetail(n, sessionId, { reason: 'acked_before_the_forward_timed_out' }));
+      return true;
+    }
     // A session with sockets is behind or not acking: its backlog may grow past the away bound.
     const connected = !attempt.noLocalSockets || attempt.remotes.length > 0;
     try {
@@ -420,6 +494,8 @@ export class Dispatcher {
     }
     metrics.delivery('session', true, 'stored');
     metrics.inbox.inc({ op: 'stored' });
+    // A late ack (held) may have reported `delivered` already: the stored event then comes after it.
+    if (!attempt.lateDelivery) this.deps.receipts.outcome(n.id, 'stored', sessionDetail(n, sessionId));
     if (attempt.held) {
       // The slot is free again; the emit is still out there: a late ack takes the message out of the inbox.
       metrics.backpressureEvents.inc({ reason: 'slow_ack' });
@@ -486,6 +562,17 @@ export class Dispatcher {
       this.deps.logger.warn({ err, session: sessionId }, 'session directory unavailable');
       return [];
     }
+  }
+
+  /** A receipt for each part of the notification: its sessions, and its groups and broadcast. */
+  private droppedEverywhere(n: Notification, reason: string): void {
+    for (const sessionId of n.sessions) this.deps.receipts.outcome(n.id, 'dropped', sessionDetail(n, sessionId, { reason }));
+    this.receiptFanOut(n, 'dropped', { reason });
+  }
+
+  private receiptFanOut(n: Notification, outcome: 'delivered' | 'dropped', detail: { sockets?: number; reason?: string }): void {
+    if (n.groups.length === 0 && !n.broadcast) return;
+    this.deps.receipts.outcome(n.id, outcome, { target: n.groups.length > 0 ? 'group' : 'broadcast', ...detail });
   }
 
   private countAll(n: Notification, outcome: 'expired'): void {

@@ -37,8 +37,8 @@ export interface LocalSessions {
   sockets(sessionId: string): number;
   /** Offers the session's inbox to its sockets on this node, oldest first (see `Connection.replay`). */
   replay(sessionId: string): void;
-  /** Emits to the group's members on every node (through the socket.io adapter). */
-  emitToGroup(group: string, envelope: Envelope): void;
-  /** Emits to every connected socket on every node. */
-  broadcast(envelope: Envelope): void;
+  /** Emits to the group's members on every node (through the socket.io adapter): the sockets reached on this node. */
+  emitToGroup(group: string, envelope: Envelope): number;
+  /** Emits to every connected socket on every node: the sockets reached on this node. */
+  broadcast(envelope: Envelope): number;
 }

@@ -3,6 +3,7 @@ import type { Inbox, InboxEntry } from '../inbox/inbox.js';
 import type { Envelope } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ReceiptRecorder } from '../receipts/recorder.js';
 import { DeadlineList, type Timed } from '../util/deadline-list.js';
 import { readAcksDirectly } from './fast-path/ack-reader.js';
 import { nextAckId, socketIoAcks, supportsDirectWrite, writeEvent, writeSocketIoPacketsDirectly } from './fast-path/packet-writer.js';
@@ -26,6 +27,8 @@ export interface ConnectionDeps {
   /** The parts of the socket fast path this process may use (probe.ts). */
   fastPath: FastPathParts;
   inbox: Inbox;
+  /** An inbox entry acked here is delivered: its receipt says so. */
+  receipts: ReceiptRecorder;
   metrics: Metrics;
   logger: Logger;
   /** Messages refused to the session as `behind` are still on their way to its inbox. */
@@ -262,6 +265,7 @@ export class Connection {
         // An entry acked as a late direct emit may have been removed by the dispatcher already.
         const replayed = await inbox.removeAll(sessionId, acked.map((entry) => entry.id));
         if (replayed > 0) metrics.inbox.inc({ op: 'replayed' }, replayed);
+        for (const entry of acked) this.deps.receipts.outcome(entry.id, 'delivered', { target: 'session', session: sessionId });
         if (acked.length < entries.length) return;
       }
     } catch (err) {

@@ -4,6 +4,7 @@ import type { Missed } from '../inbox/inbox.js';
 import type { Envelope } from '../notification/schema.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ReceiptRecorder } from '../receipts/recorder.js';
 import type { Authenticator } from './auth.js';
 import { Connection, type ConnectionDeps, type ConnectionOptions } from './connection.js';
 import { UnauthorizedError, type TokenIdentity } from './jwt-auth.js';
@@ -44,6 +45,13 @@ export class Gateway implements LocalSessions {
    * `spilled` that never came must not hold one forever.
    */
   private readonly spills = new Map<string, { count: number; at: number }>();
+  /**
+   * Group and broadcast messages handed to this node's sockets and not reported yet: id -> sockets. The
+   * node that emitted one takes its count at once (`emitToGroup`); what came from another node's emit
+   * is reported here, as this node's share of the receipt.
+   */
+  private readonly reached = new Map<string, { sockets: number; broadcast: boolean }>();
+  private reportScheduled = false;
 
   constructor(
     private readonly io: PushServer,
@@ -51,6 +59,7 @@ export class Gateway implements LocalSessions {
       options: GatewayOptions;
       auth: Authenticator;
       directory: Pick<SessionDirectory, 'setLocalSockets'>;
+      receipts: ReceiptRecorder;
     },
   ) {
     const { options, metrics, logger } = deps;
@@ -58,6 +67,7 @@ export class Gateway implements LocalSessions {
       options,
       fastPath: deps.fastPath,
       inbox: deps.inbox,
+      receipts: deps.receipts,
       metrics,
       logger,
       spillsPending: (sessionId) => {
@@ -172,14 +182,44 @@ export class Gateway implements LocalSessions {
     for (const connection of this.sessions.get(sessionId) ?? []) connection.inboxChanged();
   }
 
-  emitToGroup(group: string, envelope: Envelope): void {
+  emitToGroup(group: string, envelope: Envelope): number {
     const room = this.io.to(GROUP_ROOM + group);
     (envelope.reliable ? room : room.volatile).emit(envelope.event, envelope);
+    return this.takeReached(envelope.id);
   }
 
-  broadcast(envelope: Envelope): void {
+  broadcast(envelope: Envelope): number {
     (envelope.reliable ? this.io : this.io.volatile).emit(envelope.event, envelope);
+    return this.takeReached(envelope.id);
   }
+
+  /** The sockets this node's part of an emit reached (the adapter hands them the packet synchronously). */
+  private takeReached(id: string): number {
+    const reached = this.reached.get(id);
+    this.reached.delete(id);
+    return reached?.sockets ?? 0;
+  }
+
+  /** Counts each group or broadcast envelope a socket is handed (socket.io calls this for every outgoing packet). */
+  private readonly countFanOut = (_event: string, envelope: unknown): void => {
+    const fanOut = envelope as Partial<Envelope> | undefined;
+    if (typeof fanOut?.id !== 'string' || (fanOut.group === undefined && fanOut.broadcast !== true)) return;
+    const reached = this.reached.get(fanOut.id);
+    if (reached) reached.sockets += 1;
+    else this.reached.set(fanOut.id, { sockets: 1, broadcast: fanOut.broadcast === true });
+    if (this.reportScheduled) return;
+    this.reportScheduled = true;
+    setImmediate(this.reportReached);
+  };
+
+  /** What other nodes' emits reached here: this node's share of their receipts (not final: the emitting node reports that). */
+  private readonly reportReached = (): void => {
+    this.reportScheduled = false;
+    for (const [id, { sockets, broadcast }] of this.reached) {
+      this.deps.receipts.outcome(id, 'delivered', { target: broadcast ? 'broadcast' : 'group', sockets }, false);
+    }
+    this.reached.clear();
+  };
 
   /** Closes every connection so the clients reconnect (to another node, behind a load balancer). */
   disconnectAll(): void {
@@ -193,6 +233,7 @@ export class Gateway implements LocalSessions {
     metrics.connectedSockets.inc();
     const connection = new Connection(socket, this.shared);
     this.connections.add(connection);
+    if (this.deps.receipts.on) socket.onAnyOutgoing(this.countFanOut);
     const identity = socket.data.identity as TokenIdentity | undefined;
     if (identity) {
       void this.register(connection, { sessionId: identity.sessionId, groups: identity.groups });

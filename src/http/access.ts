@@ -15,6 +15,10 @@ declare module 'fastify' {
     /** The route needs `METRICS_TOKEN` when it is set. */
     metricsToken?: boolean;
   }
+  interface FastifyRequest {
+    /** Which API key the request came with (its digest): '' when `API_KEYS` is not set. */
+    apiKeyScope: string;
+  }
 }
 
 export interface AccessOptions {
@@ -50,6 +54,7 @@ export function registerAccessControl(app: FastifyInstance, options: AccessOptio
     return { digest: hashed, id: keyId(hashed), scopes: new Set(scopes), budget: String(index) };
   });
   const budgets = new RateLimiter(perKeyPerMinute, 60_000);
+  app.decorateRequest('apiKeyScope', '');
   const metricsToken = options.metricsToken === undefined ? undefined : digest(options.metricsToken);
 
   const refuse = (
@@ -87,6 +92,7 @@ export function registerAccessControl(app: FastifyInstance, options: AccessOptio
         status: 403, code: 'forbidden', reason: 'forbidden', message: `this key lacks the ${scope} scope`, keyId: key.id,
       });
     }
+    request.apiKeyScope = key.digest.toString('base64url');
     if (!budgets.take(key.budget)) {
       const retryAfter = budgets.retryAfterSeconds();
       reply.header('retry-after', String(retryAfter));

@@ -1,16 +1,20 @@
 import type { DeadLetterCopy, NotificationQueue } from '../ingest/queue.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { ReceiptRecorder } from '../receipts/recorder.js';
 import type { GiveUpReason, InboxEntry, InboxEvents } from './inbox.js';
 
 /**
  * Where inbox entries go when the inbox gives up on them: the dead-letter queue, with the reason
  * (PROTOCOL §4.1), counted in `pushcenter_dead_letters_total` and, as before, `pushcenter_inbox_total`.
  */
-export function inboxDeadLetters(queue: Pick<NotificationQueue, 'deadLetter'>, metrics: Metrics, logger: Logger): InboxEvents {
+export function inboxDeadLetters(
+  queue: Pick<NotificationQueue, 'deadLetter'>, metrics: Metrics, logger: Logger, receipts?: ReceiptRecorder,
+): InboxEvents {
   return {
     async gaveUp(sessionId, reason, entries) {
       await queue.deadLetter(entries.map((entry) => deadLetterOf(sessionId, reason, entry)));
+      for (const entry of entries) receipts?.outcome(entry.id, 'dead', { target: 'session', session: sessionId, reason });
       metrics.deadLetters.inc({ reason }, entries.length);
       metrics.inbox.inc({ op: reason === 'inbox_full' ? 'evicted' : 'expired' }, entries.length);
       logger.warn({ session: sessionId, reason, count: entries.length, first: entries[0]?.id },

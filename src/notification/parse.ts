@@ -147,14 +147,11 @@ export class NotificationParser {
         : meta.receivedAt;
     const ttl = Math.min(input.ttl ?? this.limits.maxTtlMs, this.limits.maxTtlMs);
     const reliable = input.delivery !== undefined ? input.delivery === 'reliable' : input.isVolatile !== true;
-    const id = input.id ?? (meta.messageId && meta.messageId.length <= this.limits.maxIdLength
-      ? meta.messageId
-      : randomUUID());
-
-    return {
-      ok: true,
-      notification: { id, sessions, groups, broadcast, event, data, reliable, enqueuedAt, expiresAt: enqueuedAt + ttl },
-    };
+    const given = input.id ?? (meta.messageId && meta.messageId.length <= this.limits.maxIdLength ? meta.messageId : undefined);
+    const id = given ?? randomUUID();
+    const notification: Notification = { id, sessions, groups, broadcast, event, data, reliable, enqueuedAt, expiresAt: enqueuedAt + ttl };
+    if (given === undefined) notification.idAssigned = true;
+    return { ok: true, notification };
   }
 
   private describe(errors: ErrorObject[]): { ok: false; error: Invalid } {

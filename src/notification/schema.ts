@@ -77,6 +77,8 @@ export interface Notification {
   enqueuedAt: number;
   /** When it expires: enqueue time + ttl (capped at the queue TTL). */
   expiresAt: number;
+  /** Its publisher gave it no id (body, AMQP `messageId`): this one is new, no other message has it. */
+  idAssigned?: true;
 }
 
 /** What a browser receives as the single argument of the event (PROTOCOL §3). */
@@ -89,6 +91,8 @@ export interface Envelope {
   reliable: boolean;
   /** Set when the message came through a group. */
   group?: string;
+  /** Set when the message was a broadcast to every socket. */
+  broadcast?: true;
 }
 
 export function toEnvelope(notification: Notification, group?: string): Envelope {

@@ -112,6 +112,23 @@ export class Metrics {
     help: 'Reliable messages RabbitMQ redelivered that their session had already acked: acked to the broker, not emitted again',
     registers: [this.registry],
   });
+  readonly receipts = new Counter({
+    name: 'pushcenter_receipts_total',
+    help: 'Receipt events recorded, by outcome (accepted, delivered, stored, dead, dropped)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly receiptsLost = new Counter({
+    name: 'pushcenter_receipts_lost_total',
+    help: 'Receipt events not written (where = store: Redis failed; stream: RabbitMQ could not take it now)',
+    labelNames: ['where'] as const,
+    registers: [this.registry],
+  });
+  readonly duplicatePublishes = new Counter({
+    name: 'pushcenter_duplicate_publishes_total',
+    help: 'Messages with an id accepted within IDEMPOTENCY_TTL_MS already (a publisher sent it twice): acked, not delivered again',
+    registers: [this.registry],
+  });
   readonly socketRefusals = new Counter({
     name: 'pushcenter_socket_refusals_total',
     help: 'Socket connections and registrations refused, by reason',

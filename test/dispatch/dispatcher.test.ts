@@ -14,6 +14,9 @@ import type { Delivery } from '../../src/ingest/queue.js';
 import { NotificationParser } from '../../src/notification/parse.js';
 import type { Envelope } from '../../src/notification/schema.js';
 import { Metrics } from '../../src/observability/metrics.js';
+import { MemoryIdClaims, MemoryReceipts } from '../../src/receipts/memory-receipts.js';
+import type { IdClaims } from '../../src/receipts/receipts.js';
+import { ReceiptRecorder } from '../../src/receipts/recorder.js';
 
 /** Sockets of this node, scripted: what each session's sockets answer. */
 class FakeSessions implements LocalSessions {
@@ -40,11 +43,15 @@ class FakeSessions implements LocalSessions {
     this.emitted.push({ to: `session:${sessionId}`, envelope });
     return 'delivered';
   }
-  emitToGroup(group: string, envelope: Envelope): void {
+  /** Sockets each group reaches on this node. */
+  readonly members = new Map<string, number>();
+  emitToGroup(group: string, envelope: Envelope): number {
     this.emitted.push({ to: `group:${group}`, envelope });
+    return this.members.get(group) ?? 0;
   }
-  broadcast(envelope: Envelope): void {
+  broadcast(envelope: Envelope): number {
     this.emitted.push({ to: 'all', envelope });
+    return this.online.size;
   }
   sockets(sessionId: string): number {
     return this.online.has(sessionId) ? 1 : 0;
@@ -129,7 +136,7 @@ class FakeDelivery implements Delivery {
  */
 let cacheWarm = true;
 
-function setup(options: { inbox?: Inbox; acked?: AckLog | null } = {}) {
+function setup(options: { inbox?: Inbox; acked?: AckLog | null; claims?: IdClaims } = {}) {
   const acked = options.acked === null ? undefined : options.acked ?? new MemoryAckLog();
   const config = loadConfig({});
   const metrics = new Metrics({ defaultMetrics: false });
@@ -137,6 +144,7 @@ function setup(options: { inbox?: Inbox; acked?: AckLog | null } = {}) {
   const cluster = new FakeCluster();
   cluster.cacheWarm = cacheWarm;
   const inbox = options.inbox ?? new MemoryInbox({ maxPerSession: 10 }, { gaveUp: async () => {} });
+  const receipts = new MemoryReceipts({ ttlMs: 60_000, maxReceipts: 1000 });
   const dispatcher = new Dispatcher({
     ackHoldMs: 200,
     parser: new NotificationParser(config.limits),
@@ -145,6 +153,8 @@ function setup(options: { inbox?: Inbox; acked?: AckLog | null } = {}) {
     bus: cluster,
     inbox,
     acked,
+    claims: options.claims,
+    receipts: new ReceiptRecorder('this-node', receipts, undefined, metrics),
     metrics,
     logger: pino({ level: 'silent' }),
   });
@@ -162,7 +172,7 @@ function setup(options: { inbox?: Inbox; acked?: AckLog | null } = {}) {
     return metric.values.filter((v) => Object.entries(labels).every(([k, x]) => (v.labels as Record<string, unknown>)[k] === x))
       .reduce((sum, v) => sum + v.value, 0);
   };
-  return { gateway, cluster, inbox, acked, metrics, dispatcher, send, count };
+  return { gateway, cluster, inbox, acked, metrics, dispatcher, send, count, receipts };
 }
 
 describe.each([

@@ -340,6 +340,124 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
       return letters;
     }
 
+    describe('receipts', () => {
+      const receipt = async (id: string) => (await getJson(node.url, `/v1/notifications/${encodeURIComponent(id)}`)).body;
+      const outcomes = (r: { events: Array<{ outcome: string }> }) => r.events.map((e) => e.outcome);
+      const me = () => node.app.config.nodeId;
+
+      it('says delivered, where and when, once the client acked', async () => {
+        const socket = await session(node.url, 'rc-now');
+        const received = collect(socket);
+        expect((await post(node.url, { id: 'rc-now-1', session: 'rc-now', data: 1 })).status).toBe(202);
+        await until(() => received.length, (n) => n === 1);
+        const r = await until(() => receipt('rc-now-1'), (b) => b.status === 'delivered');
+        expect(r).toEqual({
+          id: 'rc-now-1',
+          status: 'delivered',
+          target: { session: ['rc-now'] },
+          events: [
+            { at: expect.any(Number), outcome: 'accepted', node: me() },
+            { at: expect.any(Number), outcome: 'delivered', node: me() },
+          ],
+        });
+      });
+
+      it('says stored, then delivered once the session registered and acked, in that order', async () => {
+        await post(node.url, { id: 'rc-later-1', session: 'rc-later', data: 1 });
+        await until(() => receipt('rc-later-1'), (b) => b.status === 'stored');
+        const socket = await connectClient(node.url);
+        const received = collect(socket);
+        await register(socket, { sessionId: 'rc-later' });
+        await until(() => received.length, (n) => n === 1);
+        const r = await until(() => receipt('rc-later-1'), (b) => b.status === 'delivered');
+        expect(outcomes(r)).toEqual(['accepted', 'stored', 'delivered']);
+      });
+
+      it('says dead with the reason for what the inbox gave up', async () => {
+        const published = [1, 2, 3, 4, 5].map((i) => `rc-full-${i}`);
+        await post(node.url, published.map((id, i) => ({ id, session: 'rc-full', data: i })));
+        const first = await until(() => receipt('rc-full-1'), (b) => b.status === 'dead');
+        expect(first.events.at(-1)).toEqual({ at: expect.any(Number), outcome: 'dead', node: me(), reason: 'inbox_full' });
+        expect((await receipt('rc-full-5')).status).toBe('stored');
+      });
+
+      it('says dropped, and why, for a volatile message nobody could take', async () => {
+        await post(node.url, { id: 'rc-gone', session: 'rc-nobody', data: 1, delivery: 'volatile' });
+        const r = await until(() => receipt('rc-gone'), (b) => b.status === 'dropped');
+        expect(r.events.at(-1)).toMatchObject({ outcome: 'dropped', reason: 'no_sockets' });
+      });
+
+      it('counts the sockets a group message reached', async () => {
+        const members = [await session(node.url, 'rc-m1', ['rc-room']), await session(node.url, 'rc-m2', ['rc-room'])];
+        const got = members.map((m) => collect(m));
+        await post(node.url, { id: 'rc-group', group: 'rc-room', data: 1 });
+        await until(() => got.map((g) => g.length), (n) => n.every((x) => x === 1));
+        const r = await until(() => receipt('rc-group'), (b) => b.status === 'delivered');
+        expect(r).toMatchObject({ target: { group: ['rc-room'] }, sockets: 2 });
+      });
+
+      it('answers 404 for a notification it knows nothing of', async () => {
+        const { status, body } = await getJson(node.url, '/v1/notifications/never-sent');
+        expect(status).toBe(404);
+        expect(body.error.code).toBe('not_found');
+      });
+    });
+
+    describe('idempotent publishing', () => {
+      const postWithKey = (body: unknown, key: string) => post(node.url, body, { 'idempotency-key': key });
+
+      it('answers a retry with the first request\'s ids and enqueues nothing', async () => {
+        const socket = await session(node.url, 'idem-retry');
+        const received = collect(socket);
+        const body = [{ session: 'idem-retry', data: 1 }, { session: 'idem-retry', data: 2 }];
+        const first = await postWithKey(body, 'retry-key-1');
+        const again = await postWithKey(body, 'retry-key-1');
+        expect(first.status).toBe(202);
+        expect(again.status).toBe(202);
+        expect(again.body.ids).toEqual(first.body.ids);
+        expect(again.headers.get('idempotent-replayed')).toBe('true');
+        await until(() => received.length, (n) => n >= 2);
+        await sleep(150);
+        expect(received.map((r) => r.envelope.id)).toEqual(first.body.ids);
+      });
+
+      it('enqueues once for two requests with one key arriving at once', async () => {
+        const socket = await session(node.url, 'idem-race');
+        const received = collect(socket);
+        const body = { session: 'idem-race', data: 'once' };
+        const [a, b] = await Promise.all([postWithKey(body, 'race-key'), postWithKey(body, 'race-key')]);
+        expect([a.status, b.status]).toEqual([202, 202]);
+        expect(a.body.ids).toEqual(b.body.ids);
+        await until(() => received.length, (n) => n >= 1);
+        await sleep(150);
+        expect(received).toHaveLength(1);
+      });
+
+      it('refuses the key with another body: 422 naming the problem', async () => {
+        expect((await postWithKey({ session: 'idem-other', data: 1 }, 'reused-key')).status).toBe(202);
+        const reused = await postWithKey({ session: 'idem-other', data: 2 }, 'reused-key');
+        expect(reused.status).toBe(422);
+        expect(reused.body.error).toEqual({ code: 'idempotency_key_reused', message: expect.stringContaining('different body') });
+      });
+
+      it('refuses a malformed key with 400', async () => {
+        const bad = await postWithKey({ session: 'idem-bad', data: 1 }, 'has space');
+        expect(bad.status).toBe(400);
+        expect(bad.body.error.code).toBe('invalid_idempotency_key');
+      });
+
+      it('delivers a notification id accepted twice once', async () => {
+        const socket = await session(node.url, 'idem-id');
+        const received = collect(socket);
+        const before = await metric(node.url, 'pushcenter_duplicate_publishes_total');
+        await post(node.url, { id: 'same-id-twice', session: 'idem-id', data: 1 });
+        await post(node.url, { id: 'same-id-twice', session: 'idem-id', data: 1 });
+        await until(() => metric(node.url, 'pushcenter_duplicate_publishes_total'), (n) => n === before + 1);
+        await sleep(100);
+        expect(received).toHaveLength(1);
+      });
+    });
+
     describe('HTTP API', () => {
       it('lists this node in the cluster view, with its sockets and sessions', async () => {
         await session(node.url, 'cluster-view');

@@ -7,6 +7,7 @@ import type { PushSocket } from '../../src/gateway/protocol.js';
 import { MemoryInbox } from '../../src/inbox/memory-inbox.js';
 import type { Envelope } from '../../src/notification/schema.js';
 import { Metrics } from '../../src/observability/metrics.js';
+import { ReceiptRecorder } from '../../src/receipts/recorder.js';
 import { acksOf, startSocketPair, type SocketPair } from '../support/socket-pair.js';
 
 /** One socket's connection: its reliable emits, each settled once by the ack, the timeout or the close. */
@@ -33,6 +34,7 @@ async function connection(
     options: { ackTimeoutMs: 5000, ackHoldMs: 1000, maxPending: 100, maxBuffered: 1000, ...options },
     fastPath,
     inbox,
+    receipts: new ReceiptRecorder('test', undefined, undefined, new Metrics({ defaultMetrics: false })),
     metrics: new Metrics({ defaultMetrics: false }),
     logger: pino({ level: 'silent' }),
     spillsPending: () => spills.pending,

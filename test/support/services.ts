@@ -99,12 +99,13 @@ export function realEngines(name: string): Record<string, string> {
     AMQP_QUEUE: name,
     AMQP_DEAD_LETTER_QUEUE: `${name}.dead`,
     AMQP_DEAD_LETTER_EXCHANGE: `${name}.dlx`,
+    AMQP_RECEIPTS_EXCHANGE: `${name}.receipts`,
     REDIS_KEY_PREFIX: `${name}:`,
   };
 }
 
 /** Removes everything `realEngines(name)` made. */
 export async function cleanupRealEngines(name: string): Promise<void> {
-  await deleteAmqp({ queues: [name, `${name}.dead`], exchanges: [`${name}.dlx`] });
+  await deleteAmqp({ queues: [name, `${name}.dead`], exchanges: [`${name}.dlx`, `${name}.receipts`] });
   await deleteRedisKeys(`${name}:`);
 }

@@ -15,7 +15,7 @@ import { declareTopology, type TopologyOptions } from './topology.js';
 const BLOCKED_RETRY_AFTER_S = 10;
 
 /** The `amqp` settings (PROTOCOL §7), with the URL required, and what only this engine needs. */
-export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url'>, TopologyOptions {
+export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url' | 'receiptsExchange'>, TopologyOptions {
   /** AMQP_URL; `?heartbeat=` and the vhost are honoured as amqplib parses them. */
   url: string;
   logger: Logger;

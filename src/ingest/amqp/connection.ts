@@ -10,7 +10,7 @@ const CONNECT_TIMEOUT_MS = 10_000;
  * Publishing and consuming use separate connections, because RabbitMQ's memory and disk alarms block
  * publishing connections only: consumers keep draining the queue while publishers are held.
  */
-export type Role = 'publish' | 'consume';
+export type Role = 'publish' | 'consume' | 'receipts';
 
 /** One connection, as it is while its channel is being set up. */
 export interface Opening {

@@ -1,0 +1,52 @@
+/**
+ * Gathers items added close together into one write: the first item of a batch waits `windowMs` for
+ * others (or until `maxItems` are in), then `write` gets them all and each `add` settles with its own
+ * item's result. Used where one round trip per item would cost more than the work itself.
+ */
+export class Batcher<T, R> {
+  private pending: { items: T[]; waiters: Array<{ resolve: (r: R) => void; reject: (err: unknown) => void }>; timer: NodeJS.Timeout } | undefined;
+  private readonly sending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly write: (items: T[]) => Promise<R[]>,
+    private readonly windowMs: number,
+    private readonly maxItems: number,
+  ) {
+    if (!(windowMs >= 0)) throw new RangeError(`windowMs must be >= 0, got ${windowMs}`);
+    if (!Number.isSafeInteger(maxItems) || maxItems < 1) throw new RangeError(`maxItems must be a whole number >= 1, got ${maxItems}`);
+  }
+
+  add(item: T): Promise<R> {
+    this.pending ??= { items: [], waiters: [], timer: setTimeout(() => this.flush(), this.windowMs) };
+    const batch = this.pending;
+    batch.items.push(item);
+    const result = new Promise<R>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    if (batch.items.length >= this.maxItems) this.flush();
+    return result;
+  }
+
+  /** The items not sent yet. */
+  get waiting(): readonly T[] {
+    return this.pending?.items ?? [];
+  }
+
+  /** Sends what is pending now. */
+  flush(): void {
+    const batch = this.pending;
+    if (!batch) return;
+    this.pending = undefined;
+    clearTimeout(batch.timer);
+    const sent = this.write(batch.items).then(
+      (results) => batch.waiters.forEach((waiter, i) => waiter.resolve(results[i] as R)),
+      (err: unknown) => batch.waiters.forEach((waiter) => waiter.reject(err)),
+    );
+    const settled: Promise<void> = sent.finally(() => this.sending.delete(settled));
+    this.sending.add(settled);
+  }
+
+  /** Sends what is pending and waits for every write under way. */
+  async drain(): Promise<void> {
+    this.flush();
+    await Promise.all([...this.sending]);
+  }
+}
