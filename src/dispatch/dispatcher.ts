@@ -494,8 +494,11 @@ export class Dispatcher {
     }
     metrics.delivery('session', true, 'stored');
     metrics.inbox.inc({ op: 'stored' });
-    // A late ack (held) may have reported `delivered` already: the stored event then comes after it.
-    if (!attempt.lateDelivery) this.deps.receipts.outcome(n.id, 'stored', sessionDetail(n, sessionId));
+    // A late ack (held) may have reported `delivered` already: the stored event then comes after it. Only
+    // an offline session's message is streamed as stored; a connected one's backlog is streamed once
+    // it is delivered (or given up), so a backend hears one outcome per message.
+    const offline = attempt.noLocalSockets && attempt.remotes.length === 0;
+    if (!attempt.lateDelivery) this.deps.receipts.outcome(n.id, 'stored', sessionDetail(n, sessionId), offline);
     if (attempt.held) {
       // The slot is free again; the emit is still out there: a late ack takes the message out of the inbox.
       metrics.backpressureEvents.inc({ reason: 'slow_ack' });

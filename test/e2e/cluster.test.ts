@@ -80,6 +80,33 @@ describe('a cluster of three nodes', () => {
     expect(presence.body.nodes.sort()).toEqual(['B', 'C']);
   });
 
+  it('receipts: consumed on one node, delivered on another, read the same from every node', async () => {
+    const c = await threeNodes();
+    const onB = await tab('receipt-on-b', 'B');
+    await publish(Array.from({ length: 12 }, (_, i) => ({ id: `rcpt-${i}`, session: 'receipt-on-b', data: i })));
+    await until(() => onB.received.length, (n) => n === 12, 15_000);
+    const read = async (node: string, id: string) => (await getJson(c.url(node), `/v1/notifications/${id}`)).body;
+    for (let i = 0; i < 12; i += 1) {
+      const fromA = await until(() => read('A', `rcpt-${i}`), (r) => r.status === 'delivered', 5000);
+      // The client acked on B, whichever node consumed the message.
+      expect(fromA.events.at(-1)).toMatchObject({ outcome: 'delivered', node: 'B' });
+      expect(await read('B', `rcpt-${i}`)).toEqual(fromA);
+      expect(await read('C', `rcpt-${i}`)).toEqual(fromA);
+    }
+  });
+
+  it('receipts: a group message sums the sockets it reached over the nodes', async () => {
+    const c = await threeNodes();
+    const members = [await tab('sum-a', 'A', ['summed']), await tab('sum-b1', 'B', ['summed']), await tab('sum-b2', 'B', ['summed'])];
+    await publish([{ id: 'summed-1', group: 'summed', data: 1 }]);
+    await until(() => members.map((m) => m.received.length), (counts) => counts.every((n) => n === 1), 15_000);
+    const receipt = await until(async () => (await getJson(c.url('C'), '/v1/notifications/summed-1')).body, (r) => r.sockets === 3, 5000);
+    expect(receipt.status).toBe('delivered');
+    const byNode = receipt.events.filter((e: { sockets?: number }) => e.sockets !== undefined && e.sockets > 0)
+      .map((e: { node: string; sockets: number }) => `${e.node}:${e.sockets}`).sort();
+    expect(byNode).toEqual(['A:1', 'B:2']);
+  });
+
   it('a group with members on all three nodes gets each message exactly once per socket', async () => {
     await threeNodes();
     const members = [await tab('m-a', 'A', ['all-hands']), await tab('m-b', 'B', ['all-hands']),
