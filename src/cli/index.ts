@@ -22,6 +22,7 @@ Commands:
   start            run a push-center node, like \`npm start\` (settings from the environment)
   send             publish a notification over HTTP or to RabbitMQ
   dead-letters     list what is in the dead-letter queue, or replay it to the work queue
+  receipts         follow the notifications' outcomes as the nodes publish them
   bench [args]     run the benchmark (from a source checkout)
   help [command]   this text, or a command's
 
@@ -82,6 +83,10 @@ const COMMANDS: Record<string, Command> = {
   'dead-letters': {
     usage: async () => (await import('./dead-letters.js')).DEAD_LETTERS_USAGE,
     run: async (args, term) => (await import('./dead-letters.js')).runDeadLetters(args, { ...term, interrupted: interruption() }),
+  },
+  receipts: {
+    usage: async () => (await import('./receipts.js')).RECEIPTS_USAGE,
+    run: async (args, term) => (await import('./receipts.js')).runReceipts(args, { ...term, interrupted: interruption() }),
   },
   bench: {
     usage: async () => BENCH_USAGE,
