@@ -60,6 +60,8 @@ const ROUTES: Route[] = [
   { name: 'HEAD /v1/sessions/:id', method: 'HEAD', path: '/v1/sessions/table-user', scope: 'read', ok: 200 },
   { name: 'GET /v1/dead-letters', method: 'GET', path: '/v1/dead-letters', scope: 'admin', ok: 200 },
   { name: 'GET /v1/cluster', method: 'GET', path: '/v1/cluster', scope: 'read', ok: 200 },
+  // Past the key check, an unknown receipt is 404.
+  { name: 'GET /v1/notifications/:id', method: 'GET', path: '/v1/notifications/table-unknown', scope: 'read', ok: 404 },
   { name: 'GET /v1/admin/overview', method: 'GET', path: '/v1/admin/overview', scope: 'admin', ok: 200 },
   { name: 'GET /v1/sessions/:id/inbox', method: 'GET', path: '/v1/sessions/table-user/inbox', scope: 'admin', ok: 200 },
   { name: 'GET /admin (the page: no data)', method: 'GET', path: '/admin', ok: 200 },
@@ -181,6 +183,12 @@ describe('API keys with scopes', () => {
       expect(Object.keys(operation.responses)).toEqual(expect.arrayContaining(['401', '403', '429']));
     }
     expect(body.paths['/healthz'].get.security).toBeUndefined();
+    const receipt = body.paths['/v1/notifications/{id}'].get;
+    expect(receipt.description).toContain('API key scope: `read`');
+    expect(Object.keys(receipt.responses)).toEqual(expect.arrayContaining(['200', '404']));
+    const header = operations.publish.parameters.find((p: { in: string; name: string }) => p.in === 'header' && p.name === 'idempotency-key');
+    expect(header).toMatchObject({ required: false, schema: { type: 'string', maxLength: 255 } });
+    expect(Object.keys(operations.publish.responses)).toEqual(expect.arrayContaining(['409', '422']));
     expect(body.components.securitySchemes.apiKey).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 
