@@ -142,6 +142,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
   ctx.resources.queues.add(queue);
   ctx.resources.queues.add(`${queue}.dead`);
   ctx.resources.exchanges.add(`${queue}.dlx`);
+  ctx.resources.exchanges.add(`${queue}.receipts`);
   ctx.resources.prefixes.add(prefix);
   const servers: Child[] = [];
   const urls: string[] = [];
@@ -164,6 +165,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
         AMQP_QUEUE: queue,
         AMQP_DEAD_LETTER_QUEUE: `${queue}.dead`,
         AMQP_DEAD_LETTER_EXCHANGE: `${queue}.dlx`,
+        AMQP_RECEIPTS_EXCHANGE: `${queue}.receipts`,
         AMQP_PREFETCH: String(ctx.prefetch),
         REDIS_KEY_PREFIX: prefix,
         SHUTDOWN_TIMEOUT_MS: '5000',
@@ -220,7 +222,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
       await pub.close();
       // SIGTERM: push-center drains and exits; SIGKILL if it does not within its shutdown timeout.
       await Promise.all(servers.map((child) => ctx.children.stop(child, 8000)));
-      await ctx.resources.release({ queues: [queue, `${queue}.dead`], exchanges: [`${queue}.dlx`], prefixes: [prefix] });
+      await ctx.resources.release({ queues: [queue, `${queue}.dead`], exchanges: [`${queue}.dlx`, `${queue}.receipts`], prefixes: [prefix] });
     },
   };
 }
