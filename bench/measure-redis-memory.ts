@@ -1,11 +1,13 @@
 /**
- * Redis memory per inbox entry and per acked id, as docs/ARCHITECTURE.md and docs/SCALING.md quote them:
+ * Redis memory per inbox entry, per acked id, per receipt (accepted and delivered, as a reliable session
+ * message leaves it) and per claimed notification id, as docs/ARCHITECTURE.md and docs/SCALING.md quote them:
  * `npx tsx bench/measure-redis-memory.ts` (needs Redis on REDIS_URL, default localhost; writes and then
  * deletes keys under its own prefix).
  */
 import { Redis } from 'ioredis';
 import { RedisAckLog } from '../src/inbox/redis-ack-log.js';
 import { RedisInbox } from '../src/inbox/redis-inbox.js';
+import { RedisIdClaims, RedisReceipts } from '../src/receipts/redis-receipts.js';
 
 const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const prefix = `measure-${process.pid}:`;
@@ -47,10 +49,28 @@ async function main(): Promise<void> {
     }
     const ackBytes = (await usedMemory(redis)) - before;
     const entries = sessions * perSession;
+    const receipts = new RedisReceipts(redis, { keyPrefix: prefix, ttlMs: 86_400_000, maxReceipts: 10_000_000 });
+    const beforeReceipts = await usedMemory(redis);
+    for (let n = 0; n < entries; n += 1) {
+      const at = now + n;
+      receipts.add(messageId(n), { at, outcome: 'accepted', node: 'node-1', target: { session: [`session-${n % sessions}`] } });
+      receipts.add(messageId(n), { at: at + 3, outcome: 'delivered', node: 'node-1' });
+      if (n % 1000 === 999) await receipts.close();
+    }
+    await receipts.close();
+    const receiptBytes = (await usedMemory(redis)) - beforeReceipts;
+    const claims = new RedisIdClaims(redis, { keyPrefix: prefix, windowMs: 86_400_000, maxIds: 10_000_000 });
+    const beforeClaims = await usedMemory(redis);
+    for (let n = 0; n < entries; n += 1000) {
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => claims.claim(messageId(n + i))));
+    }
+    const claimBytes = (await usedMemory(redis)) - beforeClaims;
     console.log(JSON.stringify({
       entries,
       inboxBytesPerEntry: Math.round(inboxBytes / entries),
       ackedIdBytesPerId: Math.round(ackBytes / entries),
+      receiptBytesPerNotification: Math.round(receiptBytes / entries),
+      claimBytesPerId: Math.round(claimBytes / entries),
       entryJsonBytes: JSON.stringify(entry(0)).length,
     }));
     await log.close();
