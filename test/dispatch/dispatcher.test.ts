@@ -515,3 +515,60 @@ describe('no needless duplicates', () => {
     expect(asked).not.toHaveBeenCalled();
   });
 });
+
+describe('dispatcher: receipts and identity', () => {
+  const outcomesOf = async (receipts: MemoryReceipts, id: string) =>
+    (await receipts.get(id))?.events.map((e) => `${e.outcome}${e.reason ? `:${e.reason}` : ''}${e.session ? `@${e.session}` : ''}`);
+
+  it('acks a second message with an id accepted already without delivering it; a redelivery of the first is not a second one', async () => {
+    // Without the acked-id log, which would suppress the redelivery for its own reason.
+    const { gateway, send, metrics } = setup({ acked: null, claims: new MemoryIdClaims({ windowMs: 60_000, maxIds: 100 }) });
+    gateway.answers.set('s1', 'delivered');
+    expect((await send({ id: 'once', session: 's1', data: 1 })).settled).toEqual(['ack']);
+    expect((await send({ id: 'once', session: 's1', data: 1 })).settled).toEqual(['ack']);
+    expect(gateway.emitted).toHaveLength(1);
+    expect((await metrics.duplicatePublishes.get()).values[0]?.value).toBe(1);
+    await send({ id: 'once', session: 's1', data: 1 }, {}, true);
+    expect(gateway.emitted).toHaveLength(2);
+  });
+
+  it('claims no id for a message that had none (each gets a new one)', async () => {
+    const claims = new MemoryIdClaims({ windowMs: 60_000, maxIds: 100 });
+    const claimed = vi.spyOn(claims, 'claim');
+    const { gateway, send } = setup({ claims });
+    gateway.answers.set('s1', 'delivered');
+    await send({ session: 's1', data: 1 });
+    await send({ session: 's1', data: 1 });
+    expect(claimed).not.toHaveBeenCalled();
+    expect(gateway.emitted).toHaveLength(2);
+  });
+
+  it('writes one event per session of a notification to several, naming the session', async () => {
+    const { gateway, send, receipts } = setup();
+    gateway.answers.set('here', 'delivered');
+    await send({ id: 'multi', session: ['here', 'away'], data: 1 });
+    expect((await outcomesOf(receipts, 'multi'))?.sort()).toEqual(['accepted', 'delivered@here', 'stored@away']);
+  });
+
+  it('starts no receipt for a message the HTTP API accepted (it wrote that already)', async () => {
+    const { gateway, send, receipts } = setup();
+    gateway.answers.set('s1', 'delivered');
+    await send({ id: 'via-http', session: 's1', data: 1 }, { source: 'http' });
+    expect(await outcomesOf(receipts, 'via-http')).toEqual(['delivered']);
+  });
+
+  it('says dead for an invalid message it can name, and dropped for an expired one', async () => {
+    const { send, receipts } = setup();
+    await send('{oops', { messageId: 'broken' });
+    expect(await outcomesOf(receipts, 'broken')).toEqual(['dead:not_json']);
+    await send({ id: 'stale', session: 's1', data: 1, ttl: 1 }, { timestamp: Date.now() - 10_000 });
+    expect(await outcomesOf(receipts, 'stale')).toEqual(['accepted', 'dropped:expired']);
+  });
+
+  it('counts the sockets a group message reached on this node', async () => {
+    const { gateway, send, receipts } = setup();
+    gateway.members.set('room', 3);
+    await send({ id: 'to-room', group: 'room', data: 1 });
+    expect((await receipts.get('to-room'))).toMatchObject({ status: 'delivered', sockets: 3 });
+  });
+});
