@@ -61,7 +61,7 @@ export class RedisReceipts implements ReceiptStore {
   }
 
   add(id: string, event: ReceiptEvent): void {
-    this.batcher.add([id, JSON.stringify(event)]).catch(() => undefined);
+    this.batcher.push([id, JSON.stringify(event)]);
   }
 
   async get(id: string): Promise<Receipt | undefined> {

@@ -4,7 +4,11 @@
  * item's result. Used where one round trip per item would cost more than the work itself.
  */
 export class Batcher<T, R> {
-  private pending: { items: T[]; waiters: Array<{ resolve: (r: R) => void; reject: (err: unknown) => void }>; timer: NodeJS.Timeout } | undefined;
+  private pending: {
+    items: T[];
+    waiters: Array<{ index: number; resolve: (r: R) => void; reject: (err: unknown) => void }>;
+    timer: NodeJS.Timeout;
+  } | undefined;
   private readonly sending = new Set<Promise<void>>();
 
   constructor(
@@ -17,12 +21,21 @@ export class Batcher<T, R> {
   }
 
   add(item: T): Promise<R> {
-    this.pending ??= { items: [], waiters: [], timer: setTimeout(() => this.flush(), this.windowMs) };
-    const batch = this.pending;
-    batch.items.push(item);
-    const result = new Promise<R>((resolve, reject) => batch.waiters.push({ resolve, reject }));
+    const batch = this.batch();
+    const index = batch.items.push(item) - 1;
+    const result = new Promise<R>((resolve, reject) => batch.waiters.push({ index, resolve, reject }));
     if (batch.items.length >= this.maxItems) this.flush();
     return result;
+  }
+
+  /** Adds an item nobody waits for (its write's failure is the writer's to report). */
+  push(item: T): void {
+    if (this.batch().items.push(item) >= this.maxItems) this.flush();
+  }
+
+  private batch(): NonNullable<Batcher<T, R>['pending']> {
+    this.pending ??= { items: [], waiters: [], timer: setTimeout(() => this.flush(), this.windowMs) };
+    return this.pending;
   }
 
   /** The items not sent yet. */
@@ -37,7 +50,7 @@ export class Batcher<T, R> {
     this.pending = undefined;
     clearTimeout(batch.timer);
     const sent = this.write(batch.items).then(
-      (results) => batch.waiters.forEach((waiter, i) => waiter.resolve(results[i] as R)),
+      (results) => batch.waiters.forEach((waiter) => waiter.resolve(results[waiter.index] as R)),
       (err: unknown) => batch.waiters.forEach((waiter) => waiter.reject(err)),
     );
     const settled: Promise<void> = sent.finally(() => this.sending.delete(settled));
