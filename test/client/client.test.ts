@@ -77,7 +77,9 @@ describe('PushCenterClient without auth', () => {
   let node: Running;
 
   beforeAll(async () => {
-    node = await startNode({ ACK_TIMEOUT_MS });
+    // The same id sent twice must reach the client for its de-duplication to be tested: the node's own
+    // (PROTOCOL §6, a notification id is its identity) is off here.
+    node = await startNode({ ACK_TIMEOUT_MS, IDEMPOTENCY_TTL_MS: 0 });
   });
   afterAll(() => node?.close());
 

@@ -184,14 +184,14 @@ describe('the documentation and static routes', () => {
     expect(body.openapi).toMatch(/^3\./);
     expect(Object.keys(body.paths).sort()).toEqual([
       '/healthz', '/metrics', '/readyz', '/v1/admin/overview', '/v1/cluster', '/v1/dead-letters', '/v1/notifications',
-      '/v1/sessions/{id}', '/v1/sessions/{id}/inbox',
+      '/v1/notifications/{id}', '/v1/sessions/{id}', '/v1/sessions/{id}/inbox',
     ]);
     const post = body.paths['/v1/notifications'].post;
     const schema = post.requestBody.content['application/json'].schema;
     const single = schema.anyOf[0];
     expect(Object.keys(single.properties)).toEqual(expect.arrayContaining(['session', 'group', 'broadcast', 'data', 'event', 'delivery', 'ttl', 'id']));
     // 401 and 403 only on a node with API_KEYS (test/e2e/access.test.ts).
-    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '413', '415', '429', '503']);
+    expect(Object.keys(post.responses).sort()).toEqual(['202', '400', '409', '413', '415', '422', '429', '503']);
     expect(Object.keys(body.paths['/v1/sessions/{id}'].get.responses['200'].content['application/json'].schema.properties).sort())
       .toEqual(['inbox', 'nodes', 'online', 'sockets']);
   });
