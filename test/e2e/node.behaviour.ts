@@ -325,7 +325,10 @@ export function describeNode(name: string, engines: () => Promise<Engines>): voi
         expect(await metric(node.url, 'pushcenter_inbox_total', { op: 'stored' })).toBeGreaterThan(stored);
         expect(await metric(node.url, 'pushcenter_dead_letters_total', { reason: 'inbox_full' })).toBe(fullBefore);
         const arrivals = [...new Set(ids(floodReceived))];
-        expect(arrivals).toEqual(burst);
+        // When the order breaks, what else happened meanwhile says why (a failed inbox write requeues).
+        const why = JSON.stringify(Object.fromEntries(await Promise.all(['failed', 'stored', 'expired'].map(async (outcome) =>
+          [outcome, await metric(node.url, 'pushcenter_deliveries_total', { target: 'session', mode: 'reliable', outcome })]))));
+        expect(arrivals, why).toEqual(burst);
         await until(async () => (await getJson(node.url, '/v1/sessions/flooded')).body.inbox, (n) => n === 0);
         expectConserved(burst, { delivered: ids(floodReceived), waiting: await waitingIds(node.app, 'flooded'), deadLettered: [] });
       });
