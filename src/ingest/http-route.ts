@@ -7,6 +7,7 @@ import { notificationBatchSchema, type Notification } from '../notification/sche
 import type { Metrics } from '../observability/metrics.js';
 import type { NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
+import { shardKey } from './shard-key.js';
 
 export interface ItemError {
   index: number;
@@ -106,7 +107,10 @@ export function registerNotificationRoute(
   });
 }
 
-/** The queue carries the notification in the new format with its id, enqueue time and remaining TTL. */
+/**
+ * The queue carries the notification in the new format with its id, enqueue time and remaining TTL;
+ * on a sharded ingest it is routed by its first target.
+ */
 export function toQueueMessage(n: Notification): QueueMessage {
   const body = {
     id: n.id,
@@ -118,7 +122,13 @@ export function toQueueMessage(n: Notification): QueueMessage {
     delivery: n.reliable ? 'reliable' : 'volatile',
     ttl: Math.max(1, n.expiresAt - n.enqueuedAt),
   };
-  return { body: Buffer.from(JSON.stringify(body)), messageId: n.id, timestamp: n.enqueuedAt, source: 'http' };
+  return {
+    body: Buffer.from(JSON.stringify(body)),
+    messageId: n.id,
+    timestamp: n.enqueuedAt,
+    source: 'http',
+    shardKey: shardKey(n),
+  };
 }
 
 function invalid(reply: FastifyReply, reasons: ItemError[], total = 1): FastifyReply {

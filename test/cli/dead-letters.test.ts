@@ -42,11 +42,12 @@ async function topology(): Promise<{ name: string; dead: string; env: Record<str
   const env = realEngines(name);
   await declareTopology(channel, {
     queue: name,
+    queueShards: 1,
     queueTtlMs: 600_000,
     queueType: 'classic',
     deadLetterQueue: env.AMQP_DEAD_LETTER_QUEUE!,
     deadLetterExchange: env.AMQP_DEAD_LETTER_EXCHANGE!,
-  });
+  }, connection);
   const dead = env.AMQP_DEAD_LETTER_QUEUE!;
   const listArgs = ['--amqp', AMQP_URL, '--dead-letter-queue', dead];
   return { name, dead, env, listArgs, args: [...listArgs, '--queue', name] };
