@@ -45,7 +45,9 @@ afterAll(async () => {
 });
 
 /** A work queue (or `shards` of them) and its dead-letter queue and exchange, declared as a node declares them. */
-async function topology(shards = 1): Promise<{ name: string; dead: string; env: Record<string, string>; args: string[]; listArgs: string[] }> {
+async function topology(
+  shards = 1, queueType: 'classic' | 'quorum' = 'classic',
+): Promise<{ name: string; dead: string; env: Record<string, string>; args: string[]; listArgs: string[] }> {
   const name = uniqueName('cli-dead');
   names.push({ name, shards });
   const env = realEngines(name, shards);
@@ -53,7 +55,7 @@ async function topology(shards = 1): Promise<{ name: string; dead: string; env: 
     queue: name,
     queueShards: shards,
     queueTtlMs: 600_000,
-    queueType: 'classic',
+    queueType,
     deadLetterQueue: env.AMQP_DEAD_LETTER_QUEUE!,
     deadLetterExchange: env.AMQP_DEAD_LETTER_EXCHANGE!,
   }, connection);
@@ -178,6 +180,17 @@ describe('push-center dead-letters list', () => {
     expect(after.map((m) => m.content.toString())).toEqual(before);
     expect(ids(after)).toEqual(order);
     expect(after.every((m) => m.fields.redelivered)).toBe(true);
+  });
+
+  it('leaves a quorum dead-letter queue in order too (each read counts as a delivery there)', async () => {
+    const { name, dead, listArgs: args } = await topology(1, 'quorum');
+    const order = await mixed(name, dead);
+    const { code, stdout } = await cli(['dead-letters', 'list', ...args]);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`6 dead letters in '${dead}', by reason:`);
+    const after = await contents(dead);
+    expect(ids(after)).toEqual(order);
+    expect(after.map((m) => m.properties.headers?.['x-delivery-count'])).toEqual(order.map(() => 1));
   });
 
   it('filters by --reason, cuts at --limit, and writes JSON lines with --json', async () => {

@@ -166,4 +166,14 @@ describe('four shards, two nodes, kill -9', () => {
     expect(run.balance.missing).toEqual([]);
     expect(run.balance.delivered + run.balance.waiting + Object.values(run.balance.dead).reduce((a, b) => a + b, 0)).toBe(2000);
   }, 90_000);
+
+  it('the same over four quorum shards: what the killed node held comes back from each quorum queue', async () => {
+    const { run, cluster: c, tabs: victims } = await killOwnerDuring(backend,
+      { total: 2000, killAfter: 400, settleMs: 40_000, sessions: 8, shards: SHARDS, env: { AMQP_QUEUE_TYPE: 'quorum' } });
+    cluster = c;
+    tabs.push(...victims);
+    console.info(`kill -9 of the owner during 2000 messages over ${SHARDS} quorum shards: ${JSON.stringify(run)}`);
+    expect(run.balance.missing).toEqual([]);
+    expect(run.balance.delivered + run.balance.waiting + Object.values(run.balance.dead).reduce((a, b) => a + b, 0)).toBe(2000);
+  }, 90_000);
 });

@@ -24,3 +24,10 @@ describeNode('node on four sharded RabbitMQ queues + Redis', async () => {
   const name = uniqueName('test-node-shards');
   return { env: realEngines(name, 4), cleanup: () => cleanupRealEngines(name, 4) };
 });
+
+describeNode('node on RabbitMQ quorum queues + Redis', async () => {
+  await requireService('RabbitMQ', AMQP_URL);
+  await requireService('Redis', REDIS_URL);
+  const name = uniqueName('test-node-quorum');
+  return { env: { ...realEngines(name), AMQP_QUEUE_TYPE: 'quorum' }, cleanup: () => cleanupRealEngines(name) };
+});

@@ -163,13 +163,6 @@ describe('AmqpQueue (RabbitMQ)', () => {
       .rejects.toThrow(/inequivalent arg 'type'/);
   });
 
-  it('declares a quorum queue when asked to', async () => {
-    const opts = options({ queueType: 'quorum', queueTtlMs: 30_000 });
-    await start(opts);
-    await expectQueueArguments(opts.queue, {
-      'x-message-ttl': 30_000, 'x-queue-type': 'quorum', 'x-dead-letter-exchange': opts.deadLetterExchange,
-    });
-  });
 
   it('moves messages that expire in the queue to the dead-letter queue with x-death reason expired', async () => {
     const opts = options({ queueTtlMs: 100 });
@@ -570,6 +563,88 @@ describe('AmqpQueue (RabbitMQ)', () => {
   });
 });
 
+/**
+ * Where quorum queues (AMQP_QUEUE_TYPE=quorum) behave otherwise than classic ones, what push-center
+ * relies on, as RabbitMQ 3.10+ does it (PROTOCOL §4.1, "Order"; README, "On RabbitMQ").
+ */
+describe('AmqpQueue on quorum queues', () => {
+  const quorum = (overrides: Partial<AmqpQueueOptions> = {}) => options({ queueType: 'quorum', ...overrides });
+
+  it('declares the work queue and the bounded dead-letter queue as quorum queues', async () => {
+    const opts = quorum({ queueTtlMs: 30_000, deadLetterMaxLength: 500, deadLetterTtlMs: 3_600_000 });
+    await start(opts);
+    await expectQueueArguments(opts.queue, {
+      'x-message-ttl': 30_000, 'x-queue-type': 'quorum', 'x-dead-letter-exchange': opts.deadLetterExchange,
+    });
+    await expectQueueArguments(opts.deadLetterQueue, {
+      'x-max-length': 500, 'x-queue-type': 'quorum', 'x-message-ttl': 3_600_000,
+    });
+  });
+
+  it('dead-letters what outlives the queue TTL or its own expiration, with x-death reason expired', async () => {
+    const opts = quorum({ queueTtlMs: 1000 });
+    const engine = await start(opts);
+    await engine.publish([message('queue-ttl')]);
+    await onChannel(async (ch) => {
+      ch.sendToQueue(opts.queue, message('own-expiration').body, { messageId: 'own-expiration', expiration: '50' });
+    });
+    const dead = await eventually('both dead letters', async () => {
+      const found = await onChannel(async (ch) => {
+        const letters: GetMessage[] = [];
+        for (let msg = await ch.get(opts.deadLetterQueue, { noAck: false }); msg; msg = await ch.get(opts.deadLetterQueue, { noAck: false })) {
+          letters.push(msg);
+        }
+        return letters;
+      });
+      if (found.length < 2) throw new Error(`${found.length} dead letters so far`);
+      return found;
+    }, 5000);
+    expect(dead.map((msg) => msg.properties.messageId).sort()).toEqual(['own-expiration', 'queue-ttl']);
+    for (const msg of dead) {
+      const [death] = msg.properties.headers?.['x-death'] as Array<{ reason: string; queue: string }>;
+      expect(death).toMatchObject({ reason: 'expired', queue: opts.queue });
+    }
+    expect(await readyCount(opts.queue)).toBe(0);
+  });
+
+  it('flags a requeued message as redelivered, and puts it behind the messages waiting', async () => {
+    const opts = quorum();
+    const engine = await start(opts);
+    await engine.publish(['a', 'b', 'c'].map((id) => message(id)));
+    await onChannel(async (ch) => {
+      const first = await ch.get(opts.queue, { noAck: false });
+      expect(first && first.properties.messageId).toBe('a');
+      ch.nack(first as GetMessage, false, true);
+    });
+    const received: Delivery[] = [];
+    await engine.consume((delivery) => {
+      received.push(delivery);
+      delivery.ack();
+    });
+    await waitFor('3 deliveries', () => received.length === 3);
+    // A classic queue puts it back in its place instead: a*, b, c (the ordering note in PROTOCOL §4.1).
+    expect(received.map((d) => `${d.message.messageId}${d.redelivered ? '*' : ''}`)).toEqual(['b', 'c', 'a*']);
+  });
+
+  it('returns what a lost connection held to its place: redelivered first, in order', async () => {
+    const opts = quorum({ prefetch: 2 });
+    const engine = await start(opts);
+    await engine.publish(ids(5).map((id) => message(id)));
+    const received: Delivery[] = [];
+    let ackAtOnce = false;
+    await engine.consume((delivery) => {
+      received.push(delivery);
+      if (ackAtOnce) delivery.ack();
+    });
+    await waitFor('2 deliveries', () => received.length === 2);
+    ackAtOnce = true;
+    expect(await closeConnectionsNamed(`${opts.connectionName}:consume`)).toBe(1);
+    await waitFor('the redeliveries and the rest', () => received.length === 7);
+    expect(received.slice(2).map((d) => `${d.message.messageId}${d.redelivered ? '*' : ''}`))
+      .toEqual(['m0*', 'm1*', 'm2', 'm3', 'm4']);
+  });
+});
+
 describe('AmqpQueue on shards (AMQP_QUEUE_SHARDS > 1)', () => {
   beforeAll(async () => {
     await requireConsistentHashExchange();
@@ -780,6 +855,26 @@ describeQueue('RabbitMQ', async ({ prefetch }) => {
           letters.push({ body: got.content.toString(), reason: String(got.properties.headers?.[ERROR_HEADER]) });
         }
         // Left unacked: closing the channel puts them back, so the next look sees them again.
+      });
+      return letters;
+    },
+    cleanup: async () => undefined,
+  };
+});
+
+describeQueue('RabbitMQ quorum', async ({ prefetch }) => {
+  const opts = options({ prefetch, queueType: 'quorum' });
+  const queue = await start(opts);
+  return {
+    queue,
+    deadLetters: async () => {
+      const letters: Array<{ body: string; reason: string }> = [];
+      await onChannel(async (ch) => {
+        for (;;) {
+          const got = await ch.get(opts.deadLetterQueue, { noAck: false });
+          if (!got) break;
+          letters.push({ body: got.content.toString(), reason: String(got.properties.headers?.[ERROR_HEADER]) });
+        }
       });
       return letters;
     },
