@@ -15,7 +15,7 @@ export interface Config {
     url: string | undefined;
     /**
      * The work queue; with `queueShards` > 1, the consistent-hash exchange in front of the shard queues
-     * (PROTOCOL §9).
+     * (PROTOCOL §9.1).
      */
     queue: string;
     /** `AMQP_QUEUE_SHARDS`: queues the ingest is spread over; every node consumes each of them. */
@@ -397,7 +397,7 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
 }
 
 /**
- * The name of shard `index` of the work queue `queue` when the ingest is sharded (PROTOCOL §9):
+ * The name of shard `index` of the work queue `queue` when the ingest is sharded (PROTOCOL §9.1):
  * `<queue>.shard-<index>`, from 0.
  */
 export function shardQueueName(queue: string, index: number): string {

@@ -7,7 +7,7 @@ export const BROADCAST_SHARD_KEY = 'broadcast';
 const MAX_ROUTING_KEY_BYTES = 255;
 
 /**
- * The routing key a notification is published with to the sharded ingest (PROTOCOL §9), which the
+ * The routing key a notification is published with to the sharded ingest (PROTOCOL §9.1), which the
  * consistent-hash exchange hashes to pick its shard: its first session id, else its first group, else
  * `broadcast`. So every message to one session (or one group) alone goes to the same shard, and keeps
  * its order there; a message to several targets goes with its first one. A key longer than AMQP allows
