@@ -4,15 +4,7 @@ import { workQueues } from '../../src/config/config.js';
 import { ClusterUnderTest, Tab } from '../support/cluster.js';
 import { closeClients, collect, post, session, startNode, until, type Received, type Running } from '../support/harness.js';
 import { killOwnerDuring } from '../support/kill-run.js';
-import {
-  AMQP_URL,
-  REDIS_URL,
-  cleanupRealEngines,
-  realEngines,
-  requireConsistentHashExchange,
-  requireService,
-  uniqueName,
-} from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 /**
  * The ingest over four shard queues behind the consistent-hash exchange (AMQP_QUEUE_SHARDS=4, PROTOCOL

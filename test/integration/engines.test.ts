@@ -1,13 +1,5 @@
 import { describeNode } from '../e2e/node.behaviour.js';
-import {
-  AMQP_URL,
-  REDIS_URL,
-  cleanupRealEngines,
-  realEngines,
-  requireConsistentHashExchange,
-  requireService,
-  uniqueName,
-} from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 describeNode('node on RabbitMQ + Redis', async () => {
   await requireService('RabbitMQ', AMQP_URL);

@@ -145,6 +145,55 @@ async function expectQueueArguments(queue: string, args: Record<string, unknown>
     .rejects.toThrow(/PRECONDITION_FAILED/);
 }
 
+/** Acks what the engine hands out until `total` came; resolves with the most it held unsettled meanwhile. */
+async function ackAsTheyCome(engine: AmqpQueue, received: Delivery[], total: number): Promise<number> {
+  let maxInflight = 0;
+  let next = 0;
+  while (next < total) {
+    await waitFor('more deliveries', () => received.length > next);
+    maxInflight = Math.max(maxInflight, engine.inflight);
+    for (const delivery of received.slice(next)) delivery.ack();
+    next = received.length;
+  }
+  return maxInflight;
+}
+
+/**
+ * Publishes 200 messages and settles each after a random delay, one in ten requeued once, so that
+ * requeues interleave with batched acks; checks that every one was acked and that the channel never
+ * closed (a double or unknown ack would have made the engine reconnect). Closes the engine.
+ */
+async function settleRandomlyWithRequeues(
+  opts: AmqpQueueOptions, build: (id: string) => QueueMessage, published: () => Promise<void> = async () => undefined,
+): Promise<void> {
+  const statuses: boolean[] = [];
+  const engine = await start({ ...opts, onStatus: (up) => statuses.push(up) });
+  const total = 200;
+  await engine.publish(ids(total).map(build));
+  await published();
+  const acked = new Set<string>();
+  let requeued = 0;
+  await engine.consume((delivery) => {
+    const id = delivery.message.messageId!;
+    setTimeout(() => {
+      if (!delivery.redelivered && Number(id.slice(1)) % 10 === 3) {
+        requeued += 1;
+        delivery.requeue();
+      } else {
+        acked.add(id);
+        delivery.ack();
+      }
+    }, Math.random() * 20);
+  });
+  await waitFor(`${total} acks`, () => acked.size === total, 15_000);
+  expect(requeued).toBe(20);
+  await waitFor('no delivery in flight', () => engine.inflight === 0);
+  await sleep(200);
+  expect(statuses).toEqual([true]);
+  expect(engine.connected).toBe(true);
+  await engine.close();
+}
+
 describe('AmqpQueue (RabbitMQ)', () => {
   it('declares the work queue with the TTL, type and dead-letter exchange, and a bounded dead-letter queue', async () => {
     const opts = options({ queueTtlMs: 123_000, deadLetterMaxLength: 500, deadLetterTtlMs: 3_600_000 });
@@ -231,15 +280,7 @@ describe('AmqpQueue (RabbitMQ)', () => {
     expect(received).toHaveLength(5);
     expect(engine.inflight).toBe(5);
 
-    let maxInflight = 0;
-    let next = 0;
-    while (next < 50) {
-      await waitFor('more deliveries', () => received.length > next);
-      maxInflight = Math.max(maxInflight, engine.inflight);
-      for (const delivery of received.slice(next)) delivery.ack();
-      next = received.length;
-    }
-    expect(maxInflight).toBeLessThanOrEqual(5);
+    expect(await ackAsTheyCome(engine, received, 50)).toBeLessThanOrEqual(5);
     expect(new Set(received.map((d) => d.message.messageId)).size).toBe(50);
   });
 
@@ -316,33 +357,7 @@ describe('AmqpQueue (RabbitMQ)', () => {
 
   it('acks settlements made in random order, mixed with requeues, without closing the channel', async () => {
     const opts = options({ prefetch: 20 });
-    const statuses: boolean[] = [];
-    const engine = await start({ ...opts, onStatus: (up) => statuses.push(up) });
-    const total = 200;
-    await engine.publish(ids(total).map((id) => message(id)));
-    const acked = new Set<string>();
-    let requeued = 0;
-    await engine.consume((delivery) => {
-      const id = delivery.message.messageId!;
-      setTimeout(() => {
-        // One in ten goes back once, so requeues interleave with batched acks.
-        if (!delivery.redelivered && Number(id.slice(1)) % 10 === 3) {
-          requeued += 1;
-          delivery.requeue();
-        } else {
-          acked.add(id);
-          delivery.ack();
-        }
-      }, Math.random() * 20);
-    });
-    await waitFor(`${total} acks`, () => acked.size === total, 15_000);
-    expect(requeued).toBe(20);
-    await waitFor('no delivery in flight', () => engine.inflight === 0);
-    await sleep(200);
-    // A double or unknown ack would have closed the channel and made the engine reconnect.
-    expect(statuses).toEqual([true]);
-    expect(engine.connected).toBe(true);
-    await engine.close();
+    await settleRandomlyWithRequeues(opts, (id) => message(id));
     expect(await readyCount(opts.queue)).toBe(0);
   });
 
@@ -731,15 +746,7 @@ describe('AmqpQueue on shards (AMQP_QUEUE_SHARDS > 1)', () => {
     expect(perShard(received)).toEqual([3, 3, 2, 2]);
     for (const shard of opts.shards) expect((await onChannel((ch) => ch.checkQueue(shard))).consumerCount).toBe(1);
 
-    let maxInflight = 0;
-    let next = 0;
-    while (next < 80) {
-      await waitFor('more deliveries', () => received.length > next);
-      maxInflight = Math.max(maxInflight, engine.inflight);
-      for (const delivery of received.slice(next)) delivery.ack();
-      next = received.length;
-    }
-    expect(maxInflight).toBeLessThanOrEqual(10);
+    expect(await ackAsTheyCome(engine, received, 80)).toBeLessThanOrEqual(10);
     expect(perShard(received)).toEqual([20, 20, 20, 20]);
     await engine.close();
     expect(await depths(opts.shards)).toEqual([0, 0, 0, 0]);
@@ -747,32 +754,9 @@ describe('AmqpQueue on shards (AMQP_QUEUE_SHARDS > 1)', () => {
 
   it('settles deliveries of all shards in random order, mixed with requeues, on one channel without an error', async () => {
     const opts = sharded(4, { prefetch: 20 });
-    const statuses: boolean[] = [];
-    const engine = await start({ ...opts, onStatus: (up) => statuses.push(up) });
-    const total = 200;
-    await engine.publish(ids(total).map((id) => message(id, { shardKey: id })));
-    expect((await depths(opts.shards)).every((n) => n > 0)).toBe(true);
-    const acked = new Set<string>();
-    let requeued = 0;
-    await engine.consume((delivery) => {
-      const id = delivery.message.messageId!;
-      setTimeout(() => {
-        if (!delivery.redelivered && Number(id.slice(1)) % 10 === 3) {
-          requeued += 1;
-          delivery.requeue();
-        } else {
-          acked.add(id);
-          delivery.ack();
-        }
-      }, Math.random() * 20);
-    });
-    await waitFor(`${total} acks`, () => acked.size === total, 15_000);
-    expect(requeued).toBe(20);
-    await waitFor('no delivery in flight', () => engine.inflight === 0);
-    await sleep(200);
-    // A multiple-ack over another consumer's unsettled tag, or a tag acked twice, would have closed the channel.
-    expect(statuses).toEqual([true]);
-    await engine.close();
+    // A multiple-ack over another consumer's unsettled tag would close the channel as a double ack does.
+    await settleRandomlyWithRequeues(opts, (id) => message(id, { shardKey: id }),
+      async () => expect((await depths(opts.shards)).every((n) => n > 0)).toBe(true));
     expect(await depths(opts.shards)).toEqual([0, 0, 0, 0]);
   });
 
@@ -841,43 +825,26 @@ describe('AmqpQueue on shards (AMQP_QUEUE_SHARDS > 1)', () => {
   });
 });
 
-describeQueue('RabbitMQ', async ({ prefetch }) => {
-  const opts = options({ prefetch });
-  const queue = await start(opts);
-  return {
-    queue,
-    deadLetters: async () => {
-      const letters: Array<{ body: string; reason: string }> = [];
-      await onChannel(async (ch) => {
-        for (;;) {
-          const got = await ch.get(opts.deadLetterQueue, { noAck: false });
-          if (!got) break;
-          letters.push({ body: got.content.toString(), reason: String(got.properties.headers?.[ERROR_HEADER]) });
-        }
-        // Left unacked: closing the channel puts them back, so the next look sees them again.
-      });
-      return letters;
-    },
-    cleanup: async () => undefined,
-  };
-});
-
-describeQueue('RabbitMQ quorum', async ({ prefetch }) => {
-  const opts = options({ prefetch, queueType: 'quorum' });
-  const queue = await start(opts);
-  return {
-    queue,
-    deadLetters: async () => {
-      const letters: Array<{ body: string; reason: string }> = [];
-      await onChannel(async (ch) => {
-        for (;;) {
-          const got = await ch.get(opts.deadLetterQueue, { noAck: false });
-          if (!got) break;
-          letters.push({ body: got.content.toString(), reason: String(got.properties.headers?.[ERROR_HEADER]) });
-        }
-      });
-      return letters;
-    },
-    cleanup: async () => undefined,
-  };
-});
+// The queue port's contract on both queue types.
+for (const [name, queueType] of [['RabbitMQ', 'classic'], ['RabbitMQ quorum', 'quorum']] as const) {
+  describeQueue(name, async ({ prefetch }) => {
+    const opts = options({ prefetch, queueType });
+    const queue = await start(opts);
+    return {
+      queue,
+      deadLetters: async () => {
+        const letters: Array<{ body: string; reason: string }> = [];
+        await onChannel(async (ch) => {
+          for (;;) {
+            const got = await ch.get(opts.deadLetterQueue, { noAck: false });
+            if (!got) break;
+            letters.push({ body: got.content.toString(), reason: String(got.properties.headers?.[ERROR_HEADER]) });
+          }
+          // Left unacked: closing the channel puts them back, so the next look sees them again.
+        });
+        return letters;
+      },
+      cleanup: async () => undefined,
+    };
+  });
+}
