@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cli, killCliChildren, spawnCli } from '../support/cli.js';
 import { closeClients, collect, metric, session, startNode, until, type Running } from '../support/harness.js';
 import { workQueues } from '../../src/config/config.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupRealEngines, cleanupShardedEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 let node: Running | undefined;
 
@@ -255,7 +255,7 @@ describe('push-center send to sharded RabbitMQ queues (AMQP_QUEUE_SHARDS)', () =
       await connection.close();
       await node?.close();
       node = undefined;
-      await cleanupRealEngines(name, 4);
+      await cleanupShardedEngines(name, 4);
     }
   });
 });

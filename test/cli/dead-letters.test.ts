@@ -5,7 +5,7 @@ import { declareTopology } from '../../src/ingest/amqp/topology.js';
 import { cli, killCliChildren, spawnCli } from '../support/cli.js';
 import { closeClients, collect, connectClient, register, startNode, until, type Running } from '../support/harness.js';
 import { workQueues } from '../../src/config/config.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupShardedEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 /**
  * `push-center dead-letters list|replay` against the real RabbitMQ, each test on a topology of its own
@@ -29,7 +29,7 @@ afterEach(async () => {
   killCliChildren();
   await node?.close();
   node = undefined;
-  for (const { name, shards } of names.splice(0)) await cleanupRealEngines(name, shards);
+  for (const { name, shards } of names.splice(0)) await cleanupShardedEngines(name, shards);
 });
 
 afterAll(async () => {

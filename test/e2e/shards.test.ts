@@ -4,7 +4,7 @@ import { workQueues } from '../../src/config/config.js';
 import { ClusterUnderTest, Tab } from '../support/cluster.js';
 import { closeClients, collect, post, session, startNode, until, type Received, type Running } from '../support/harness.js';
 import { killOwnerDuring } from '../support/kill-run.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupShardedEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 /**
  * The ingest over four shard queues behind the consistent-hash exchange (AMQP_QUEUE_SHARDS=4, PROTOCOL
@@ -33,7 +33,7 @@ afterEach(async () => {
   await node?.close();
   node = undefined;
   await cluster?.stopAll();
-  for (const used of [name, cluster?.name]) if (used) await cleanupRealEngines(used, SHARDS);
+  for (const used of [name, cluster?.name]) if (used) await cleanupShardedEngines(used, SHARDS);
   name = undefined;
   cluster = undefined;
 });

@@ -1,5 +1,5 @@
 import { describeNode } from '../e2e/node.behaviour.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
+import { AMQP_URL, REDIS_URL, cleanupRealEngines, cleanupShardedEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 describeNode('node on RabbitMQ + Redis', async () => {
   await requireService('RabbitMQ', AMQP_URL);
@@ -14,7 +14,7 @@ describeNode('node on four sharded RabbitMQ queues + Redis', async () => {
   await requireService('Redis', REDIS_URL);
   await requireConsistentHashExchange();
   const name = uniqueName('test-node-shards');
-  return { env: realEngines(name, 4), cleanup: () => cleanupRealEngines(name, 4) };
+  return { env: realEngines(name, 4), cleanup: () => cleanupShardedEngines(name, 4) };
 });
 
 describeNode('node on RabbitMQ quorum queues + Redis', async () => {

@@ -128,8 +128,13 @@ export function realEngines(name: string, shards = 1): Record<string, string> {
   };
 }
 
+/** Removes everything `realEngines(name)` made (one argument: it is handed to `map` as is). */
+export function cleanupRealEngines(name: string): Promise<void> {
+  return cleanupShardedEngines(name, 1);
+}
+
 /** Removes everything `realEngines(name, shards)` made: with shards, their queues and exchange too. */
-export async function cleanupRealEngines(name: string, shards = 1): Promise<void> {
+export async function cleanupShardedEngines(name: string, shards: number): Promise<void> {
   await deleteAmqp({
     queues: [...workQueues({ queue: name, queueShards: shards }), `${name}.dead`],
     exchanges: [`${name}.dlx`, ...(shards > 1 ? [name] : [])],
