@@ -1,4 +1,5 @@
-import { AmqpSender } from './amqp-sender.js';
+import { shardKey } from '../ingest/shard-key.js';
+import { AmqpSender, type Ingest } from './amqp-sender.js';
 import { DeadLetterReader, describeDeadLetter, describeTarget, replayProperties, type DeadLetter } from './dead-letter-queue.js';
 import { Progress, percent, rate } from './progress.js';
 import { DEFAULT_AMQP_URL, amqpUrl, readConfig } from './settings.js';
@@ -33,7 +34,9 @@ Options:
       --amqp [url]             RabbitMQ (url default: $AMQP_URL, else ${DEFAULT_AMQP_URL})
       --dead-letter-queue <q>  default: $AMQP_DEAD_LETTER_QUEUE, else pushcenter.dead
       --queue <q>              replay: the work queue the copies go to (default: $AMQP_QUEUE,
-                               else pushcenter.notifications)
+                               else pushcenter.notifications); with AMQP_QUEUE_SHARDS above 1 (as
+                               the nodes have it), the exchange of that name in front of the
+                               shards, each copy routed by its first session, else group
   -h, --help                   this text
 
 Both read at most as many messages as the queue held when they started: dead letters that arrive
@@ -59,7 +62,7 @@ const COMMON = {
 const LIST_OPTIONS = { ...COMMON, json: { type: 'boolean' } } as const;
 const REPLAY_OPTIONS = { ...COMMON, queue: { type: 'string' } } as const;
 
-const SETTINGS = ['AMQP_URL', 'AMQP_QUEUE', 'AMQP_DEAD_LETTER_QUEUE'];
+const SETTINGS = ['AMQP_URL', 'AMQP_QUEUE', 'AMQP_QUEUE_SHARDS', 'AMQP_DEAD_LETTER_QUEUE'];
 const MAX_LIMIT = 10_000_000;
 const REASON = /^[A-Za-z0-9_.:-]{1,64}$/;
 /** Off a terminal, replay logs a progress line every this many messages read. */
@@ -96,6 +99,8 @@ interface Where {
   url: string;
   deadLetterQueue: string;
   queue: string;
+  /** The queue count the nodes run with (AMQP_QUEUE_SHARDS): above 1, `queue` is the exchange in front of them. */
+  shards: number;
 }
 
 function where(values: CommonValues, env: NodeJS.ProcessEnv): Where {
@@ -107,6 +112,7 @@ function where(values: CommonValues, env: NodeJS.ProcessEnv): Where {
     url: amqpUrl(values.amqp || config.amqp.url || DEFAULT_AMQP_URL),
     deadLetterQueue: values['dead-letter-queue'] ?? config.amqp.deadLetterQueue,
     queue: values.queue ?? config.amqp.queue,
+    shards: config.amqp.queueShards,
   };
 }
 
@@ -258,12 +264,15 @@ interface Tally {
 async function replay(args: string[], term: Terminal): Promise<number> {
   const values = parseOptions(withOptionalValue(args, '--amqp'), REPLAY_OPTIONS);
   if (values.help) return help(term);
-  const { matches, limit, where: { url, deadLetterQueue, queue } } = settings(values, term.env);
+  const { matches, limit, where: { url, deadLetterQueue, queue, shards } } = settings(values, term.env);
+  const ingest: Ingest = { name: queue, sharded: shards > 1 };
+  /** Where the copies go, as messages name it. */
+  const destination = ingest.sharded ? `the ${shards} shards behind exchange '${queue}'` : `'${queue}'`;
 
   const reader = await DeadLetterReader.open(url, deadLetterQueue);
   let sender: AmqpSender;
   try {
-    sender = await AmqpSender.open(url, queue);
+    sender = await AmqpSender.open(url, ingest);
   } catch (err) {
     await reader.close();
     throw err;
@@ -291,7 +300,9 @@ async function replay(args: string[], term: Terminal): Promise<number> {
       tallies.set(letter.reason, tally);
       if (matches(letter.reason)) {
         inHand = letter;
-        await sender.publishOne(msg.content, replayProperties(msg.properties, Date.now()));
+        // Routed as a node routes its target, so the copy joins the shard its session's messages use.
+        const routing = letter.target && shardKey({ sessions: letter.target.session, groups: letter.target.group });
+        await sender.publishOne(msg.content, replayProperties(msg.properties, Date.now()), routing);
         reader.take(msg);
         replayed += 1;
         tally.replayed += 1;
@@ -311,28 +322,29 @@ async function replay(args: string[], term: Terminal): Promise<number> {
   }
 
   const notRead = reader.length - reader.read;
-  term.stdout.write(replaySummary({ deadLetterQueue, queue, read: reader.length, replayed, left: left + notRead, notRead,
+  term.stdout.write(replaySummary({ deadLetterQueue, destination, read: reader.length, replayed, left: left + notRead, notRead,
     tallies, elapsedMs: progress.elapsedMs }));
   if (failure !== undefined) {
     const message = failure instanceof CliError ? failure.message : `unexpected error: ${(failure as Error).stack ?? String(failure)}`;
-    throw new CliError(`${message}\n${inHandNote(inHand, deadLetterQueue, queue)}`);
+    throw new CliError(`${message}\n${inHandNote(inHand, deadLetterQueue, destination)}`);
   }
   if (term.interrupted?.aborted) {
     throw new CliError(`interrupted: ${replayed} replayed, ${left + notRead} left in '${deadLetterQueue}'. ` +
-      `${inHandNote(inHand, deadLetterQueue, queue)} Run it again to go on.`);
+      `${inHandNote(inHand, deadLetterQueue, destination)} Run it again to go on.`);
   }
   return 0;
 }
 
-function inHandNote(letter: DeadLetter | undefined, deadLetterQueue: string, queue: string): string {
-  if (!letter) return `Every dead letter read is in exactly one of '${deadLetterQueue}' and '${queue}'.`;
-  return `Every dead letter read is in exactly one of '${deadLetterQueue}' and '${queue}', but for the one in hand, ` +
-    `id ${letter.id ?? '(none)'}: it is in '${deadLetterQueue}', and may also be in '${queue}'.`;
+function inHandNote(letter: DeadLetter | undefined, deadLetterQueue: string, destination: string): string {
+  if (!letter) return `Every dead letter read is in exactly one of '${deadLetterQueue}' and ${destination}.`;
+  return `Every dead letter read is in exactly one of '${deadLetterQueue}' and ${destination}, but for the one in hand, ` +
+    `id ${letter.id ?? '(none)'}: it is in '${deadLetterQueue}', and may also be in ${destination}.`;
 }
 
 interface ReplayOutcome {
   deadLetterQueue: string;
-  queue: string;
+  /** Where the copies went, as messages name it. */
+  destination: string;
   read: number;
   replayed: number;
   left: number;
@@ -344,7 +356,7 @@ interface ReplayOutcome {
 function replaySummary(o: ReplayOutcome): string {
   if (o.read === 0) return `the dead-letter queue '${o.deadLetterQueue}' is empty: nothing to replay\n`;
   const head = `replayed ${o.replayed} of ${o.read} dead letter${o.read === 1 ? '' : 's'} from '${o.deadLetterQueue}' ` +
-    `to '${o.queue}' in ${(o.elapsedMs / 1000).toFixed(2)} s (${rate(o.replayed, o.elapsedMs)}); ` +
+    `to ${o.destination} in ${(o.elapsedMs / 1000).toFixed(2)} s (${rate(o.replayed, o.elapsedMs)}); ` +
     `${o.left} left in '${o.deadLetterQueue}'\n`;
   const rows: Array<[string, string, string]> = [...o.tallies]
     .sort(([a, x], [b, y]) => y.replayed + y.left - (x.replayed + x.left) || a.localeCompare(b))

@@ -1,7 +1,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config/config.js';
+import { shardKey } from '../ingest/shard-key.js';
 import { NotificationParser, type InvalidReason } from '../notification/parse.js';
+import type { Notification } from '../notification/schema.js';
+import type { Ingest } from './amqp-sender.js';
 import { Progress, rate } from './progress.js';
 import type { Outgoing, Sender } from './sender.js';
 import { DEFAULT_AMQP_URL, amqpUrl, readConfig } from './settings.js';
@@ -33,7 +36,9 @@ Transport (default: --http http://localhost:3000, or --amqp when AMQP_URL is set
       --api-key <key>      sent as "Authorization: Bearer <key>" (default: $PUSHCENTER_API_KEY)
       --amqp [url]         publish to RabbitMQ on a confirm channel
                            (url default: $AMQP_URL, else amqp://guest:guest@127.0.0.1:5672)
-      --queue <name>       the queue the nodes consume (default: $AMQP_QUEUE, else pushcenter.notifications)
+      --queue <name>       the queue the nodes consume (default: $AMQP_QUEUE, else pushcenter.notifications);
+                           with AMQP_QUEUE_SHARDS above 1 (as the nodes have it), the exchange of that
+                           name, with the notification's first session, else group, as routing key
 
   -h, --help               this text
 
@@ -81,13 +86,13 @@ const CONCURRENCY = 4;
  * are none of a publisher's business: a shell set up for a production node must not stop `send`.
  */
 const PUBLISHER_SETTINGS = [
-  'AMQP_QUEUE', 'AMQP_QUEUE_TTL_MS', 'MAX_MESSAGE_BYTES', 'MAX_SESSIONS_PER_MESSAGE', 'MAX_GROUPS_PER_MESSAGE',
+  'AMQP_QUEUE', 'AMQP_QUEUE_SHARDS', 'AMQP_QUEUE_TTL_MS', 'MAX_MESSAGE_BYTES', 'MAX_SESSIONS_PER_MESSAGE', 'MAX_GROUPS_PER_MESSAGE',
   'MAX_ID_LENGTH', 'MAX_BATCH', 'HTTP_BODY_MAX_BYTES',
 ];
 
 type Transport =
   | { kind: 'http'; url: string; apiKey: string | undefined }
-  | { kind: 'amqp'; url: string; queue: string };
+  | { kind: 'amqp'; url: string; ingest: Ingest };
 
 /** `push-center send`: resolves with the exit code. */
 export async function runSend(args: string[], term: Terminal): Promise<number> {
@@ -101,14 +106,19 @@ export async function runSend(args: string[], term: Terminal): Promise<number> {
   checkCombinations(values, useAmqp);
   const config = readConfig(term.env, useAmqp && !values.amqp ? [...PUBLISHER_SETTINGS, 'AMQP_URL'] : PUBLISHER_SETTINGS);
   const transport: Transport = useAmqp
-    ? { kind: 'amqp', url: amqpUrl(values.amqp || config.amqp.url || DEFAULT_AMQP_URL), queue: values.queue ?? config.amqp.queue }
+    ? {
+      kind: 'amqp',
+      url: amqpUrl(values.amqp || config.amqp.url || DEFAULT_AMQP_URL),
+      ingest: { name: values.queue ?? config.amqp.queue, sharded: config.amqp.queueShards > 1 },
+    }
     : { kind: 'http', url: values.http ?? DEFAULT_HTTP_URL, apiKey: values['api-key'] ?? (term.env.PUSHCENTER_API_KEY || undefined) };
 
   const fields = await notificationFields(values, term.stdin);
-  const copies = new Copies(fields, count, values.id, config.limits.maxIdLength);
   const parser = new NotificationParser(config.limits);
+  const copies = new Copies(fields, count, values.id, config.limits.maxIdLength);
   // The copies differ only in their ids: the first and the last (the longest id) stand for all.
-  for (const index of new Set([0, count - 1])) check(parser, copies.at(index), transport.kind);
+  const [first] = [...new Set([0, count - 1])].map((index) => check(parser, copies.at(index), transport.kind));
+  copies.shardKey = shardKey(first!);
 
   const sender = await openSender(transport, config, Buffer.byteLength(copies.at(count - 1).body));
   try {
@@ -187,6 +197,8 @@ async function readPayload(file: string, stdin: NodeJS.ReadableStream): Promise<
  */
 class Copies {
   private readonly rest: string;
+  /** The copies' routing key on a sharded ingest: they share their targets. */
+  shardKey: string | undefined;
 
   constructor(
     fields: Record<string, unknown>,
@@ -200,7 +212,7 @@ class Copies {
 
   at(index: number): Outgoing {
     const id = this.id === undefined ? newId(this.maxIdLength) : this.count === 1 ? this.id : `${this.id}-${index + 1}`;
-    return { id, body: `{"id":${JSON.stringify(id)}${this.rest}` };
+    return { id, body: `{"id":${JSON.stringify(id)}${this.rest}`, ...(this.shardKey === undefined ? {} : { shardKey: this.shardKey }) };
   }
 }
 
@@ -214,14 +226,17 @@ const HINTS: Partial<Record<InvalidReason, string>> = {
   missing_data: 'Add --data or --data-file.',
 };
 
-/** Refuses what the node would refuse, with the node's reason and words (HTTP route or AMQP consumer). */
-function check(parser: NotificationParser, copy: Outgoing, transport: Transport['kind']): void {
+/**
+ * Refuses what the node would refuse, with the node's reason and words (HTTP route or AMQP consumer);
+ * answers the notification as the node would read it.
+ */
+function check(parser: NotificationParser, copy: Outgoing, transport: Transport['kind']): Notification {
   const bytes = Buffer.from(copy.body);
   const { maxMessageBytes } = parser.limits;
   const result = transport === 'http' && bytes.length > maxMessageBytes
     ? { ok: false as const, error: { reason: 'too_large' as const, message: `notification is ${bytes.length} bytes; the limit is ${maxMessageBytes}` } }
     : parser.parseBytes(bytes, { receivedAt: Date.now() });
-  if (result.ok) return;
+  if (result.ok) return result.notification;
   const { reason, message } = result.error;
   throw new CliError(`the notification is invalid (${reason}): ${message}. ${HINTS[reason] ?? ''}`.trimEnd() +
     '\nNothing was sent.');
@@ -230,7 +245,7 @@ function check(parser: NotificationParser, copy: Outgoing, transport: Transport[
 async function openSender(transport: Transport, config: Config, largestBytes: number): Promise<Sender> {
   if (transport.kind === 'amqp') {
     const { AmqpSender } = await import('./amqp-sender.js');
-    return AmqpSender.open(transport.url, transport.queue);
+    return AmqpSender.open(transport.url, transport.ingest);
   }
   const { HttpSender } = await import('./http-sender.js');
   return new HttpSender({

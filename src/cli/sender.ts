@@ -2,6 +2,8 @@
 export interface Outgoing {
   id: string;
   body: string;
+  /** Its routing key on a sharded ingest (`shardKey`); HTTP does not need it. */
+  shardKey?: string;
 }
 
 /**

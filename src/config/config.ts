@@ -13,8 +13,14 @@ export interface Config {
   amqp: {
     /** Unset: the embedded in-process queue (not durable). */
     url: string | undefined;
+    /**
+     * The work queue; with `queueShards` > 1, the consistent-hash exchange in front of the shard queues
+     * (PROTOCOL §9.1).
+     */
     queue: string;
-    /** Unacked deliveries RabbitMQ hands this node at most (per consumer). */
+    /** `AMQP_QUEUE_SHARDS`: queues the ingest is spread over; every node consumes each of them. */
+    queueShards: number;
+    /** Unacked deliveries RabbitMQ hands this node at most, over all its shard consumers together. */
     prefetch: number;
     queueTtlMs: number;
     queueType: 'classic' | 'quorum';
@@ -170,6 +176,8 @@ type Source = Record<string, string | number | boolean | undefined>;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 const QUEUE_NAME = /^[A-Za-z0-9_.:-]{1,255}$/;
+/** More shards than this spread the broker's work no further on any cluster push-center is meant for. */
+export const MAX_QUEUE_SHARDS = 64;
 /** What a bearer token may hold: visible ASCII. */
 const TOKEN = /^[\x21-\x7e]+$/;
 /** An API key: visible ASCII but the two separators of `API_KEYS`. */
@@ -285,8 +293,19 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   const inboxMaxConnected = int('INBOX_MAX_CONNECTED', inboxMax * 100, inboxMax, 100_000_000);
   const queueTtlMs = int('AMQP_QUEUE_TTL_MS', 600_000, 1000, 2 ** 31 - 1);
   const queueType = oneOf('AMQP_QUEUE_TYPE', 'classic', ['classic', 'quorum'] as const);
-  // RabbitMQ caps a quorum queue consumer's prefetch at 2,000.
-  const prefetch = int('AMQP_PREFETCH', 400, 1, queueType === 'quorum' ? 2000 : 65_535);
+  const queue = str('AMQP_QUEUE', 'pushcenter.notifications', QUEUE_NAME, 'a queue name of A-Z a-z 0-9 _ . : -');
+  const queueShards = int('AMQP_QUEUE_SHARDS', 1, 1, MAX_QUEUE_SHARDS);
+  // The prefetch is split over the shard consumers, and RabbitMQ caps a quorum queue consumer's at 2,000.
+  const prefetch = int('AMQP_PREFETCH', 400, 1, queueType === 'quorum' ? Math.min(65_535, 2000 * queueShards) : 65_535);
+  if (prefetch < queueShards) {
+    problems.push(`AMQP_PREFETCH=${prefetch}: must be at least AMQP_QUEUE_SHARDS (${queueShards}): ` +
+      'each shard\'s consumer takes a part of the prefetch');
+  }
+  const longestShard = shardQueueName(queue, queueShards - 1);
+  if (queueShards > 1 && longestShard.length > 255) {
+    problems.push(`AMQP_QUEUE: at most ${255 - (longestShard.length - queue.length)} characters with ` +
+      `AMQP_QUEUE_SHARDS=${queueShards}: its shard queues are named like ${JSON.stringify(shardQueueName('…', queueShards - 1))}`);
+  }
 
   const jwtSecret = raw('AUTH_JWT_SECRET');
   const jwtPublicKey = raw('AUTH_JWT_PUBLIC_KEY');
@@ -332,7 +351,8 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
       '1 to 64 of A-Z a-z 0-9 _ . : -'),
     amqp: {
       url: url('AMQP_URL', ['amqp:', 'amqps:']),
-      queue: str('AMQP_QUEUE', 'pushcenter.notifications', QUEUE_NAME, 'a queue name of A-Z a-z 0-9 _ . : -'),
+      queue,
+      queueShards,
       prefetch,
       queueTtlMs,
       queueType,
@@ -398,6 +418,20 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The name of shard `index` of the work queue `queue` when the ingest is sharded (PROTOCOL §9.1):
+ * `<queue>.shard-<index>`, from 0.
+ */
+export function shardQueueName(queue: string, index: number): string {
+  return `${queue}.shard-${index}`;
+}
+
+/** The queues the nodes consume: `queue` itself with one shard, else its shard queues. */
+export function workQueues(amqp: Pick<Config['amqp'], 'queue' | 'queueShards'>): string[] {
+  if (amqp.queueShards === 1) return [amqp.queue];
+  return Array.from({ length: amqp.queueShards }, (_, index) => shardQueueName(amqp.queue, index));
 }
 
 /**

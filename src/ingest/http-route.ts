@@ -10,6 +10,7 @@ import { RECEIPT_OUTCOMES, type ReceiptStore } from '../receipts/receipts.js';
 import type { ReceiptRecorder } from '../receipts/recorder.js';
 import type { NotificationQueue, QueueMessage } from './queue.js';
 import { QueueUnavailableError } from './queue.js';
+import { shardKey } from './shard-key.js';
 
 export interface ItemError {
   index: number;
@@ -239,7 +240,10 @@ export function registerReceiptRoute(app: FastifyInstance, deps: { maxIdLength: 
   });
 }
 
-/** The queue carries the notification in the new format with its id, enqueue time and remaining TTL. */
+/**
+ * The queue carries the notification in the new format with its id, enqueue time and remaining TTL;
+ * on a sharded ingest it is routed by its first target.
+ */
 export function toQueueMessage(n: Notification): QueueMessage {
   const body = {
     id: n.id,
@@ -251,7 +255,13 @@ export function toQueueMessage(n: Notification): QueueMessage {
     delivery: n.reliable ? 'reliable' : 'volatile',
     ttl: Math.max(1, n.expiresAt - n.enqueuedAt),
   };
-  return { body: Buffer.from(JSON.stringify(body)), messageId: n.id, timestamp: n.enqueuedAt, source: 'http' };
+  return {
+    body: Buffer.from(JSON.stringify(body)),
+    messageId: n.id,
+    timestamp: n.enqueuedAt,
+    source: 'http',
+    shardKey: shardKey(n),
+  };
 }
 
 function invalid(reply: FastifyReply, reasons: ItemError[], total = 1): FastifyReply {

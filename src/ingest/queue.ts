@@ -12,6 +12,11 @@ export interface QueueMessage {
   timestamp?: number | undefined;
   /** Set when push-center's own HTTP API published it (so it is counted as received once, at the API). */
   source?: 'http' | undefined;
+  /**
+   * The routing key on a sharded ingest (`shardKey`: the notification's first target), which picks
+   * its shard; publishes without one go with the broadcasts' key.
+   */
+  shardKey?: string | undefined;
 }
 
 /** One message handed to the consumer; it stays in flight until exactly one of the settle calls. */

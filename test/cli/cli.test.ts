@@ -2,7 +2,8 @@ import { createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cli, killCliChildren, spawnCli } from '../support/cli.js';
 import { closeClients, collect, metric, session, startNode, until, type Running } from '../support/harness.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireService, uniqueName } from '../support/services.js';
+import { workQueues } from '../../src/config/config.js';
+import { AMQP_URL, REDIS_URL, cleanupRealEngines, cleanupShardedEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 let node: Running | undefined;
 
@@ -209,6 +210,52 @@ describe('push-center send to RabbitMQ', () => {
       await expect(channel.checkQueue(name)).rejects.toThrow(/NOT_FOUND/);
     } finally {
       await connection.close().catch(() => undefined);
+    }
+  });
+});
+
+describe('push-center send to sharded RabbitMQ queues (AMQP_QUEUE_SHARDS)', () => {
+  it('publishes through the exchange with the session as routing key, and says what to set when it is missing', async () => {
+    await requireService('RabbitMQ', AMQP_URL);
+    await requireService('Redis', REDIS_URL);
+    await requireConsistentHashExchange();
+    const name = uniqueName('cli-sharded');
+    const { connect } = await import('amqplib');
+    const connection = await connect(AMQP_URL);
+    try {
+      node = await startNode(realEngines(name, 4));
+      const received = collect(await session(node.url, 'cli-carol'));
+      await node.app.queue.pause();
+      const channel = await connection.createConfirmChannel();
+      const depths = () => Promise.all(workQueues({ queue: name, queueShards: 4 }).map(async (shard) => (await channel.checkQueue(shard)).messageCount));
+      // Where a backend's message for the session goes: the shard the CLI must use too.
+      channel.publish(name, 'cli-carol', Buffer.from(JSON.stringify({ id: 'backend-0', session: 'cli-carol', data: 0 })), { persistent: true });
+      await channel.waitForConfirms();
+      const shard = (await depths()).indexOf(1);
+      expect(shard).toBeGreaterThanOrEqual(0);
+
+      const unset = await cli(['send', '--amqp', AMQP_URL, '--queue', name, '--session', 'cli-carol', '--data', '1']);
+      expect(unset.code).toBe(1);
+      expect(unset.stderr).toContain(`the queue '${name}' does not exist`);
+      expect(unset.stderr).toContain('set AMQP_QUEUE_SHARDS as they have it');
+
+      const sent = await cli(['send', '--amqp', AMQP_URL, '--queue', name, '--session', 'cli-carol', '--id', 'cli', '--count', '20', '--data', '1'],
+        { AMQP_QUEUE_SHARDS: '4' });
+      expect(sent.stderr).toBe('');
+      expect(sent.code).toBe(0);
+      expect(sent.stdout).toContain(`exchange '${name}'`);
+      const after = await depths();
+      expect(after[shard]).toBe(21);
+      expect(after.reduce((a, b) => a + b, 0)).toBe(21);
+
+      node.app.queue.resume();
+      await until(() => received.length, (n) => n === 21, 10_000);
+      expect(received.map((r) => r.envelope.id)).toEqual(['backend-0', ...Array.from({ length: 20 }, (_, i) => `cli-${i + 1}`)]);
+    } finally {
+      await connection.close();
+      await node?.close();
+      node = undefined;
+      await cleanupShardedEngines(name, 4);
     }
   });
 });

@@ -4,7 +4,8 @@ import { ENQUEUED_MS_HEADER, ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_H
 import { declareTopology } from '../../src/ingest/amqp/topology.js';
 import { cli, killCliChildren, spawnCli } from '../support/cli.js';
 import { closeClients, collect, connectClient, register, startNode, until, type Running } from '../support/harness.js';
-import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireService, uniqueName } from '../support/services.js';
+import { workQueues } from '../../src/config/config.js';
+import { AMQP_URL, REDIS_URL, cleanupShardedEngines, realEngines, requireConsistentHashExchange, requireService, uniqueName } from '../support/services.js';
 
 /**
  * `push-center dead-letters list|replay` against the real RabbitMQ, each test on a topology of its own
@@ -14,7 +15,7 @@ import { AMQP_URL, REDIS_URL, cleanupRealEngines, realEngines, requireService, u
 const HOUR = 3_600_000;
 let connection: ChannelModel;
 let channel: ConfirmChannel;
-const names: string[] = [];
+const names: Array<{ name: string; shards: number }> = [];
 let node: Running | undefined;
 
 beforeAll(async () => {
@@ -28,25 +29,28 @@ afterEach(async () => {
   killCliChildren();
   await node?.close();
   node = undefined;
-  for (const name of names.splice(0)) await cleanupRealEngines(name);
+  for (const { name, shards } of names.splice(0)) await cleanupShardedEngines(name, shards);
 });
 
 afterAll(async () => {
   await connection?.close().catch(() => undefined);
 });
 
-/** A work queue and its dead-letter queue and exchange, declared as a node declares them. */
-async function topology(): Promise<{ name: string; dead: string; env: Record<string, string>; args: string[]; listArgs: string[] }> {
+/** A work queue (or `shards` of them) and its dead-letter queue and exchange, declared as a node declares them. */
+async function topology(
+  shards = 1, queueType: 'classic' | 'quorum' = 'classic',
+): Promise<{ name: string; dead: string; env: Record<string, string>; args: string[]; listArgs: string[] }> {
   const name = uniqueName('cli-dead');
-  names.push(name);
-  const env = realEngines(name);
+  names.push({ name, shards });
+  const env = realEngines(name, shards);
   await declareTopology(channel, {
     queue: name,
+    queueShards: shards,
     queueTtlMs: 600_000,
-    queueType: 'classic',
+    queueType,
     deadLetterQueue: env.AMQP_DEAD_LETTER_QUEUE!,
     deadLetterExchange: env.AMQP_DEAD_LETTER_EXCHANGE!,
-  });
+  }, connection);
   const dead = env.AMQP_DEAD_LETTER_QUEUE!;
   const listArgs = ['--amqp', AMQP_URL, '--dead-letter-queue', dead];
   return { name, dead, env, listArgs, args: [...listArgs, '--queue', name] };
@@ -168,6 +172,17 @@ describe('push-center dead-letters list', () => {
     expect(after.map((m) => m.content.toString())).toEqual(before);
     expect(ids(after)).toEqual(order);
     expect(after.every((m) => m.fields.redelivered)).toBe(true);
+  });
+
+  it('leaves a quorum dead-letter queue in order too (each read counts as a delivery there)', async () => {
+    const { name, dead, listArgs: args } = await topology(1, 'quorum');
+    const order = await mixed(name, dead);
+    const { code, stdout } = await cli(['dead-letters', 'list', ...args]);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`6 dead letters in '${dead}', by reason:`);
+    const after = await contents(dead);
+    expect(ids(after)).toEqual(order);
+    expect(after.map((m) => m.properties.headers?.['x-delivery-count'])).toEqual(order.map(() => 1));
   });
 
   it('filters by --reason, cuts at --limit, and writes JSON lines with --json', async () => {
@@ -373,6 +388,35 @@ describe('push-center dead-letters: usage', () => {
     expect(code).toBe(1);
     expect(stderr).toContain(`the queue '${missing}' does not exist`);
     expect(stderr).toContain('--dead-letter-queue / AMQP_DEAD_LETTER_QUEUE');
+  });
+
+  it('with AMQP_QUEUE_SHARDS, replays through the exchange: each copy to the shard its session\'s messages go to, in order', async () => {
+    await requireConsistentHashExchange();
+    const { name, dead, args } = await topology(4);
+    const old = Date.now() - HOUR;
+    const sessions = ['sh-alice', 'sh-bob', 'sh-carol', 'sh-dave', 'sh-erin', 'sh-frank'];
+    const letters = Array.from({ length: 24 }, (_, i) => inboxLetter(`sh-${String(i).padStart(2, '0')}`, sessions[i % 6]!, 'inbox_full', old));
+    await deadLetter(name, letters);
+
+    const { code, stdout, stderr } = await cli(['dead-letters', 'replay', ...args], { AMQP_QUEUE_SHARDS: '4' });
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toContain(`replayed 24 of 24 dead letters from '${dead}' to the 4 shards behind exchange '${name}'`);
+    expect(await count(dead)).toBe(0);
+
+    // A backend's message to each session, through the same exchange: its copies are in that shard, in order.
+    const shards = workQueues({ queue: name, queueShards: 4 });
+    for (const sessionId of sessions) channel.publish(name, sessionId, Buffer.from('{}'), { messageId: `marker-${sessionId}` });
+    await channel.waitForConfirms();
+    const held = await Promise.all(shards.map(async (shard) => ids(await contents(shard, true))));
+    expect(held.flat()).toHaveLength(24 + sessions.length);
+    for (const sessionId of sessions) {
+      const shard = held.find((found) => found.includes(`marker-${sessionId}`))!;
+      const copies = letters.filter((letter) => letter.body.includes(`"${sessionId}"`)).map((letter) => letter.id);
+      expect(shard.filter((id) => copies.includes(id))).toEqual(copies);
+    }
+    // Six sessions over four shards: more than one shard is used.
+    expect(held.filter((found) => found.length > 0).length).toBeGreaterThan(1);
   });
 
   it('takes the queues from AMQP_DEAD_LETTER_QUEUE and AMQP_QUEUE, and RabbitMQ from AMQP_URL', async () => {

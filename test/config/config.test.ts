@@ -1,6 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, defaultHeapWatermark, loadConfig, readDefaults } from '../../src/config/config.js';
+import { ConfigError, defaultHeapWatermark, loadConfig, readDefaults, shardQueueName, workQueues } from '../../src/config/config.js';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -134,8 +134,40 @@ describe('configuration', () => {
     expect(problems({ DUPLICATE_WINDOW_MS: '-1' })).toEqual(['DUPLICATE_WINDOW_MS="-1": must be a whole number from 0 to 86400000']);
   });
 
-  it('caps the prefetch of a quorum queue at 2000', () => {
+  it('caps the prefetch of a quorum queue at 2000 per shard', () => {
     expect(problems({ AMQP_QUEUE_TYPE: 'quorum', AMQP_PREFETCH: '5000' })[0]).toMatch(/AMQP_PREFETCH.*1 to 2000/);
+    expect(loadConfig({ AMQP_QUEUE_TYPE: 'quorum', AMQP_PREFETCH: '5000', AMQP_QUEUE_SHARDS: '4' }).amqp.prefetch).toBe(5000);
+    expect(problems({ AMQP_QUEUE_TYPE: 'quorum', AMQP_PREFETCH: '9000', AMQP_QUEUE_SHARDS: '4' })[0])
+      .toMatch(/AMQP_PREFETCH.*1 to 8000/);
+  });
+
+  it('reads AMQP_QUEUE_SHARDS, one by default, and names the shard queues after AMQP_QUEUE', () => {
+    expect(loadConfig({}).amqp.queueShards).toBe(1);
+    expect(workQueues(loadConfig({}).amqp)).toEqual(['pushcenter.notifications']);
+    const sharded = loadConfig({ AMQP_QUEUE: 'work', AMQP_QUEUE_SHARDS: '3' }).amqp;
+    expect(sharded.queueShards).toBe(3);
+    expect(workQueues(sharded)).toEqual(['work.shard-0', 'work.shard-1', 'work.shard-2']);
+    expect(shardQueueName('work', 12)).toBe('work.shard-12');
+  });
+
+  it('refuses a bad AMQP_QUEUE_SHARDS, naming it and what it accepts', () => {
+    for (const value of ['0', '-2', 'four', '1.5', '65']) {
+      expect(problems({ AMQP_QUEUE_SHARDS: value })).toEqual([
+        `AMQP_QUEUE_SHARDS=${JSON.stringify(value)}: must be a whole number from 1 to 64`,
+      ]);
+    }
+  });
+
+  it('refuses a prefetch smaller than the shard count, and a queue name too long for its shards', () => {
+    expect(problems({ AMQP_QUEUE_SHARDS: '8', AMQP_PREFETCH: '5' })).toEqual([
+      "AMQP_PREFETCH=5: must be at least AMQP_QUEUE_SHARDS (8): each shard's consumer takes a part of the prefetch",
+    ]);
+    expect(loadConfig({ AMQP_QUEUE_SHARDS: '8', AMQP_PREFETCH: '8' }).amqp.prefetch).toBe(8);
+    expect(loadConfig({ AMQP_QUEUE: 'q'.repeat(255) }).amqp.queue).toHaveLength(255);
+    expect(problems({ AMQP_QUEUE: 'q'.repeat(250), AMQP_QUEUE_SHARDS: '16' })).toEqual([
+      'AMQP_QUEUE: at most 246 characters with AMQP_QUEUE_SHARDS=16: its shard queues are named like "….shard-15"',
+    ]);
+    expect(loadConfig({ AMQP_QUEUE: 'q'.repeat(246), AMQP_QUEUE_SHARDS: '16' }).amqp.queueShards).toBe(16);
   });
 
   it('refuses to run in production without authentication unless told so', () => {

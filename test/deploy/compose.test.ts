@@ -291,6 +291,34 @@ describe('docker-compose.yml', () => {
     }
   });
 
+  it('enables RabbitMQ\'s consistent-hash exchange for AMQP_QUEUE_SHARDS, beside the management UI the image serves', () => {
+    const mount = mounts(service('rabbitmq')).find((m) => m.target === '/etc/rabbitmq/enabled_plugins');
+    expect(mount, 'an enabled_plugins file mounted into the rabbitmq service').toBeDefined();
+    expect(mount!.bind).toBe(true);
+    // RabbitMQ reads the file as one Erlang term: a list of plugin names ending with a full stop.
+    const term = read(mount!.source).replace(/%[^\n]*/g, '').trim();
+    const list = /^\[([a-z0-9_,\s]*)\]\.$/.exec(term);
+    expect(list, `${mount!.source} is not an Erlang list of plugin names: ${term}`).not.toBeNull();
+    const plugins = list![1]!.split(',').map((name) => name.trim()).filter((name) => name !== '');
+    expect(plugins).toEqual(expect.arrayContaining(['rabbitmq_consistent_hash_exchange', 'rabbitmq_management']));
+    // The management UI it publishes on 15672 needs its plugin.
+    expect(publishedPorts(service('rabbitmq')).map((port) => port.container)).toContain(15672);
+    // The nodes start with shards from the compose settings (the commented example included).
+    for (const name of NODES) {
+      const config = loadConfig({ ...environment(service(name)), NODE_ENV: 'production', AMQP_QUEUE_SHARDS: '4' });
+      expect(config.amqp.queueShards).toBe(4);
+    }
+    expect(read('docker-compose.yml')).toMatch(/#\s*AMQP_QUEUE_SHARDS: "\d+"/);
+  });
+
+  it('enables the plugin on the CI broker before the tests run', () => {
+    const ci = read('.ci/run').split('\n').filter((line) => !/^\s*#/.test(line));
+    const enable = ci.findIndex((line) => /^\s*rabbitmq-plugins enable\b.*\brabbitmq_consistent_hash_exchange\b/.test(line));
+    const test = ci.findIndex((line) => /^\s*npm test\b/.test(line));
+    expect(enable, '.ci/run enables rabbitmq_consistent_hash_exchange').toBeGreaterThanOrEqual(0);
+    expect(enable).toBeLessThan(test);
+  });
+
   it('comments how to enable JWT authentication instead', () => {
     expect(read('docker-compose.yml')).toMatch(/#.*AUTH_JWT_SECRET/);
   });

@@ -167,9 +167,9 @@ describe('a cluster of three nodes', () => {
 
 describe('failures and restarts', () => {
   it('kill -9 of the node holding a session during 2,000 messages to it: every one delivered, waiting or dead-lettered', async () => {
-    const { run, cluster: c, tab: victim } = await killOwnerDuring(publisher, { total: 2000, killAfter: 400, settleMs: 40_000 });
+    const { run, cluster: c, tabs: victims } = await killOwnerDuring(publisher, { total: 2000, killAfter: 400, settleMs: 40_000 });
     cluster = c;
-    tabs.push(victim);
+    tabs.push(...victims);
     console.info(`kill -9 of the owner during 2000 messages: ${JSON.stringify(run)}`);
     expect(run.balance.missing).toEqual([]);
     expect(run.balance.delivered + run.balance.waiting + Object.values(run.balance.dead).reduce((a, b) => a + b, 0)).toBe(2000);

@@ -29,8 +29,8 @@ it(`kill -9 of the owning node, and of the forwarding node, during 2,000 message
     const kill = i % 2 === 0 ? 'owner' : 'other';
     const step = Math.floor(i / 2);
     const killAfter = 200 + Math.floor((step / Math.max(1, runs - 1)) * 1400);
-    const { run, cluster, tab } = await killOwnerDuring(publisher, { total: 2000, killAfter, settleMs: 60_000, kill });
-    tab.close();
+    const { run, cluster, tabs } = await killOwnerDuring(publisher, { total: 2000, killAfter, settleMs: 60_000, kill });
+    for (const tab of tabs) tab.close();
     await cluster.stopAll();
     await cleanupRealEngines(cluster.name);
     results.push(run);

@@ -19,10 +19,12 @@ export interface KillRun {
 }
 
 /**
- * Two node processes on one queue; one session's tab on A; `total` reliable messages to it published
- * to the queue (both nodes consume, B forwards to A); once the tab has `killAfter` of them, A (the
- * owner; the tab moves to B) or B (only forwarding: what it held comes back to A) is killed with SIGKILL. Waits until every id is delivered, waiting in the inbox or
- * dead-lettered, or `settleMs` passed, and returns the balance (the caller asserts on it).
+ * Two node processes on one queue (or on `shards` queues, published to through their exchange); the
+ * tabs of `sessions` sessions on A; `total` reliable messages to them, round robin, published to the
+ * queue (both nodes consume, B forwards to A); once the tabs have `killAfter` of them, A (the owner;
+ * the tabs move to B) or B (only forwarding: what it held comes back to A) is killed with SIGKILL.
+ * Waits until every id is delivered, waiting in an inbox or dead-lettered, or `settleMs` passed, and
+ * returns the balance (the caller asserts on it).
  */
 export async function killOwnerDuring(
   publisher: ConfirmChannel,
@@ -31,22 +33,34 @@ export async function killOwnerDuring(
     killAfter: number;
     settleMs: number;
     env?: Record<string, string>;
-    /** `owner` (default): the node the tab is on, which moves; `other`: the node that only consumes and forwards. */
+    /** `owner` (default): the node the tabs are on, which move; `other`: the node that only consumes and forwards. */
     kill?: 'owner' | 'other';
+    /** Sessions the messages go to, one tab each. Default 1. */
+    sessions?: number;
+    /** AMQP_QUEUE_SHARDS. Default 1: published straight to the queue. */
+    shards?: number;
   },
-): Promise<{ run: KillRun; cluster: ClusterUnderTest; tab: Tab }> {
-  const cluster = new ClusterUnderTest(uniqueName('test-kill'), { ACK_TIMEOUT_MS: '2000', AMQP_PREFETCH: '200', ...options.env });
+): Promise<{ run: KillRun; cluster: ClusterUnderTest; tabs: Tab[] }> {
+  const shards = options.shards ?? 1;
+  const cluster = new ClusterUnderTest(uniqueName('test-kill'),
+    { ACK_TIMEOUT_MS: '2000', AMQP_PREFETCH: '200', AMQP_QUEUE_SHARDS: String(shards), ...options.env });
   await Promise.all([cluster.start('A'), cluster.start('B')]);
-  const tab = new Tab('victim', [], () => cluster.liveUrls()[0]);
+  const sessions = Array.from({ length: options.sessions ?? 1 }, (_, i) => (i === 0 ? 'victim' : `victim-${i}`));
+  const tabs = sessions.map((sessionId) => new Tab(sessionId, [], () => cluster.liveUrls()[0]));
+  const delivered = () => tabs.flatMap((tab) => tab.ids());
   try {
-    await tab.open(cluster.url('A'));
+    for (const tab of tabs) await tab.open(cluster.url('A'));
     const ids = Array.from({ length: options.total }, (_, i) => `v-${String(i).padStart(5, '0')}`);
-    for (const id of ids) {
-      publisher.sendToQueue(cluster.name, Buffer.from(JSON.stringify({ id, session: 'victim', data: id })),
-        { persistent: true, contentType: 'application/json', messageId: id });
-    }
+    ids.forEach((id, i) => {
+      const sessionId = sessions[i % sessions.length]!;
+      const body = Buffer.from(JSON.stringify({ id, session: sessionId, data: id }));
+      const properties = { persistent: true, contentType: 'application/json', messageId: id };
+      // A backend publishes to the exchange in front of the shards, with the session as routing key.
+      if (shards > 1) publisher.publish(cluster.name, sessionId, body, properties);
+      else publisher.sendToQueue(cluster.name, body, properties);
+    });
     await publisher.waitForConfirms();
-    await until(() => new Set(tab.ids()).size, (n) => n >= options.killAfter, 30_000);
+    await until(() => new Set(delivered()).size, (n) => n >= options.killAfter, 30_000);
     const [victim, survivor] = options.kill === 'other' ? ['B', cluster.url('A')] : ['A', cluster.url('B')];
     await cluster.stop(victim, 'SIGKILL');
     const killedAt = Date.now();
@@ -61,8 +75,9 @@ export async function killOwnerDuring(
         dead.push({ id: letter.properties.messageId as string | undefined, reason: String(letter.properties.headers?.['x-pushcenter-error']) });
       }
       // The ids are plain: the inbox keeps them as they are (see RedisInbox's key layout).
-      const waiting = await redis.zrange(`${cluster.name}:{inbox:victim}:order`, '0', '-1');
-      return balance(ids, { delivered: tab.ids(), waiting, deadLettered: dead });
+      const waiting = (await Promise.all(sessions.map((sessionId) =>
+        redis.zrange(`${cluster.name}:{inbox:${sessionId}}:order`, '0', '-1')))).flat();
+      return balance(ids, { delivered: delivered(), waiting, deadLettered: dead });
     };
     let result: Balance;
     try {
@@ -75,13 +90,13 @@ export async function killOwnerDuring(
     const run: KillRun = {
       balance: result,
       suppressed: await metric(survivor, 'pushcenter_duplicates_suppressed_total'),
-      duplicatesDelivered: tab.received.length - new Set(tab.ids()).size,
+      duplicatesDelivered: delivered().length - new Set(delivered()).size,
       gapNotices: await metric(survivor, 'pushcenter_gap_notices_total'),
       settledMs,
     };
-    return { run, cluster, tab };
+    return { run, cluster, tabs };
   } catch (err) {
-    tab.close();
+    for (const tab of tabs) tab.close();
     await cluster.stopAll();
     throw err;
   }

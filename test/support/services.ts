@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 import type { Redis as RedisClient } from 'ioredis';
+import { workQueues } from '../../src/config/config.js';
+import { CONSISTENT_HASH_EXCHANGE } from '../../src/ingest/amqp/topology.js';
 
 /** The real services the integration tests use; CI runs them on this machine. */
 export const AMQP_URL = process.env.TEST_AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -31,6 +33,28 @@ export async function requireService(name: 'RabbitMQ' | 'Redis', url: string): P
   if (!reachable) {
     const start = name === 'RabbitMQ' ? 'rabbitmq-server -detached' : 'redis-server --daemonize yes';
     throw new Error(`${name} is not reachable at ${hostname}:${port}; these tests need it running (e.g. \`${start}\`)`);
+  }
+}
+
+/**
+ * Fails with the fix when the broker lacks the consistent-hash exchange that AMQP_QUEUE_SHARDS > 1
+ * needs: declares one of that type under a name of its own, and removes it again.
+ */
+export async function requireConsistentHashExchange(): Promise<void> {
+  const { connect: connectAmqp } = await import('amqplib');
+  const connection = await connectAmqp(AMQP_URL);
+  // The broker refuses an unknown exchange type by closing the connection.
+  connection.on('error', () => undefined);
+  const name = uniqueName('test-plugin-check');
+  try {
+    const channel = await connection.createChannel();
+    await channel.assertExchange(name, CONSISTENT_HASH_EXCHANGE, { durable: false, autoDelete: true });
+    await channel.deleteExchange(name);
+  } catch (err) {
+    throw new Error(`RabbitMQ at ${AMQP_URL} has no ${CONSISTENT_HASH_EXCHANGE} exchange, which the sharded tests need: ` +
+      `run \`rabbitmq-plugins enable rabbitmq_consistent_hash_exchange\` (${(err as Error).message})`);
+  } finally {
+    await connection.close().catch(() => undefined);
   }
 }
 
@@ -91,12 +115,13 @@ export async function deleteRedisKeys(prefix: string): Promise<number> {
   }
 }
 
-/** Settings for a node on the real engines, with names of its own. */
-export function realEngines(name: string): Record<string, string> {
+/** Settings for a node on the real engines, with names of its own; the ingest over `shards` queues. */
+export function realEngines(name: string, shards = 1): Record<string, string> {
   return {
     AMQP_URL,
     REDIS_URL,
     AMQP_QUEUE: name,
+    AMQP_QUEUE_SHARDS: String(shards),
     AMQP_DEAD_LETTER_QUEUE: `${name}.dead`,
     AMQP_DEAD_LETTER_EXCHANGE: `${name}.dlx`,
     AMQP_RECEIPTS_EXCHANGE: `${name}.receipts`,
@@ -104,8 +129,16 @@ export function realEngines(name: string): Record<string, string> {
   };
 }
 
-/** Removes everything `realEngines(name)` made. */
-export async function cleanupRealEngines(name: string): Promise<void> {
-  await deleteAmqp({ queues: [name, `${name}.dead`], exchanges: [`${name}.dlx`, `${name}.receipts`] });
+/** Removes everything `realEngines(name)` made (one argument: it is handed to `map` as is). */
+export function cleanupRealEngines(name: string): Promise<void> {
+  return cleanupShardedEngines(name, 1);
+}
+
+/** Removes everything `realEngines(name, shards)` made: with shards, their queues and exchange too. */
+export async function cleanupShardedEngines(name: string, shards: number): Promise<void> {
+  await deleteAmqp({
+    queues: [...workQueues({ queue: name, queueShards: shards }), `${name}.dead`],
+    exchanges: [`${name}.dlx`, `${name}.receipts`, ...(shards > 1 ? [name] : [])],
+  });
   await deleteRedisKeys(`${name}:`);
 }

@@ -4,6 +4,7 @@ import type { Logger } from '../../observability/logger.js';
 import { withTimeout } from '../../util/timeout.js';
 import type { DeadLetterCopy, DeliveryHandler, NotificationQueue, QueueMessage } from '../queue.js';
 import { QueueUnavailableError } from '../queue.js';
+import { BROADCAST_SHARD_KEY } from '../shard-key.js';
 import { ConfirmPublisher, type PublishFailure } from './confirm-publisher.js';
 import { ReconnectingLink, type Link, type Opening } from './connection.js';
 import { AmqpConsumer } from './consumer.js';
@@ -40,8 +41,9 @@ export interface AmqpQueueOptions extends Omit<Config['amqp'], 'url' | 'receipts
  *
  * Start it with `AmqpQueue.connect(options)`: it resolves once both connections are open and the
  * topology is declared (`declareTopology`), and rejects with a clear error otherwise
- * (`TopologyMismatchError` when a queue or exchange exists with other arguments, an `Error` naming the
- * broker address when it cannot connect). Once started, it never gives up: a lost connection or channel
+ * (`TopologyMismatchError` when a queue or exchange exists with other arguments,
+ * `ShardExchangePluginError` when shards are asked for and the broker lacks the consistent-hash
+ * exchange, an `Error` naming the broker address when it cannot connect). Once started, it never gives up: a lost connection or channel
  * is reopened with back-off, the topology redeclared and consumption resumed (still paused if it was
  * paused).
  *
@@ -68,7 +70,7 @@ export class AmqpQueue implements NotificationQueue {
       await queue.close();
       throw err;
     }
-    queue.log.info({ queue: options.queue, queueType: options.queueType, prefetch: options.prefetch },
+    queue.log.info({ queue: options.queue, queueType: options.queueType, shards: options.queueShards, prefetch: options.prefetch },
       'connected to RabbitMQ');
     return queue;
   }
@@ -117,8 +119,9 @@ export class AmqpQueue implements NotificationQueue {
   }
 
   /**
-   * Publishes each message persistent to the work queue and resolves once RabbitMQ confirmed all of
-   * them. Throws `QueueUnavailableError` when not connected, when RabbitMQ blocks publishers, when it
+   * Publishes each message persistent to the work queue (on a sharded ingest: to the exchange in front
+   * of the shards, with the message's `shardKey` as routing key) and resolves once RabbitMQ confirmed
+   * all of them. Throws `QueueUnavailableError` when not connected, when RabbitMQ blocks publishers, when it
    * nacks or returns a message, or when the confirms do not come within `publishTimeoutMs`; some of
    * the messages may then be enqueued all the same (a retry can duplicate them: delivery is at least once).
    */
@@ -194,25 +197,28 @@ export class AmqpQueue implements NotificationQueue {
         this.log.error({ exchange: msg.fields.exchange, routingKey: msg.fields.routingKey },
           'RabbitMQ returned an unroutable message (was the queue deleted?); declaring the topology again');
         if (redeclaring || !opening.alive) return;
-        redeclaring = declareTopology(channel, this.options)
+        redeclaring = declareTopology(channel, this.options, opening.connection)
           .catch((err: unknown) => this.log.error({ err }, 'declaring the topology again failed'))
           .finally(() => {
             redeclaring = undefined;
           });
       },
     });
-    await declareTopology(channel, this.options);
+    await declareTopology(channel, this.options, opening.connection);
     return publisher;
   }
 
   private async publishAll(
     link: Link<ConfirmPublisher>, messages: QueueMessage[], run: { aborted: boolean },
   ): Promise<void> {
+    const { queue, queueShards } = this.options;
     const confirms: Array<Promise<void>> = [];
     for (const message of messages) {
       if (run.aborted) return;
       this.assertUsable(link);
-      const sent = link.session.publish('', this.options.queue, message.body, enqueueProperties(message));
+      const sent = queueShards === 1
+        ? link.session.publish('', queue, message.body, enqueueProperties(message))
+        : link.session.publish(queue, message.shardKey ?? BROADCAST_SHARD_KEY, message.body, enqueueProperties(message));
       confirms.push(sent.confirmed);
       if (!sent.ok) await link.session.drained();
     }

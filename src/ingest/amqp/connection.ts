@@ -2,7 +2,7 @@ import { connect } from 'amqplib';
 import type { Channel, ChannelModel } from 'amqplib';
 import type { Logger } from '../../observability/logger.js';
 import { redact } from '../../util/redact.js';
-import { TopologyMismatchError } from './topology.js';
+import { ShardExchangePluginError, TopologyMismatchError } from './topology.js';
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
@@ -210,8 +210,8 @@ export class ReconnectingLink<S extends Session> {
         },
         (err: unknown) => {
           if (this.stopped) return;
-          // A mismatch needs an operator; a broker that is away usually comes back.
-          const level = err instanceof TopologyMismatchError ? 'error' : 'warn';
+          // A mismatch or a missing plugin needs an operator; a broker that is away usually comes back.
+          const level = err instanceof TopologyMismatchError || err instanceof ShardExchangePluginError ? 'error' : 'warn';
           this.log[level]({ err, role, attempt: this.attempt }, `reconnecting to RabbitMQ failed; retrying`);
           this.scheduleReconnect();
         },

@@ -8,7 +8,10 @@ import { ERROR_DETAIL_HEADER, ERROR_HEADER, ORIGINAL_QUEUE_HEADER, enqueueProper
 const DETAIL_MAX_CHARS = 1000;
 
 export interface DeadLetterOptions {
-  /** The work queue: named in the copy's header, and the copy's routing key. */
+  /**
+   * The work queue (the exchange in front of the shards, on a sharded ingest): the copy's routing key,
+   * and named in the header of what push-center gives up on after accepting it.
+   */
   queue: string;
   /** Where the copies go: the dead-letter exchange, bound to the dead-letter queue. */
   exchange: string;
@@ -53,10 +56,13 @@ export class DeadLetters {
     this.retryDelayMs = options.retryDelayMs ?? 1000;
   }
 
-  /** Dead-letters `msg` with `reason` and `detail`, then settles `original` (see the class comment). */
-  async move(msg: ConsumeMessage, reason: string, detail: string, original: Original): Promise<void> {
+  /**
+   * Dead-letters `msg`, taken from `fromQueue`, with `reason` and `detail`, then settles `original`
+   * (see the class comment).
+   */
+  async move(msg: ConsumeMessage, fromQueue: string, reason: string, detail: string, original: Original): Promise<void> {
     try {
-      await this.publishCopy(msg, reason, detail);
+      await this.publishCopy(msg, fromQueue, reason, detail);
     } catch (err) {
       this.log.error({ err, messageId: msg.properties.messageId, reason },
         `dead-lettering failed; the message goes back to the queue in ${this.retryDelayMs} ms`);
@@ -75,16 +81,16 @@ export class DeadLetters {
     const publisher = this.options.publisher();
     await Promise.all(copies.map(({ message, reason, detail }) => {
       const properties = enqueueProperties(message);
-      properties.headers = { ...properties.headers, ...this.reasonHeaders(reason, detail) };
+      properties.headers = { ...properties.headers, ...this.reasonHeaders(reason, detail, queue) };
       return this.confirmed(publisher.publish(exchange, queue, message.body, properties));
     }));
   }
 
-  private reasonHeaders(reason: string, detail: string): Record<string, string> {
+  private reasonHeaders(reason: string, detail: string, fromQueue: string): Record<string, string> {
     return {
       [ERROR_HEADER]: reason,
       [ERROR_DETAIL_HEADER]: detail.length > DETAIL_MAX_CHARS ? `${detail.slice(0, DETAIL_MAX_CHARS)}…` : detail,
-      [ORIGINAL_QUEUE_HEADER]: this.options.queue,
+      [ORIGINAL_QUEUE_HEADER]: fromQueue,
     };
   }
 
@@ -93,11 +99,11 @@ export class DeadLetters {
       `RabbitMQ did not confirm the dead letter within ${this.publishTimeoutMs} ms`, 5));
   }
 
-  private async publishCopy(msg: ConsumeMessage, reason: string, detail: string): Promise<void> {
+  private async publishCopy(msg: ConsumeMessage, fromQueue: string, reason: string, detail: string): Promise<void> {
     const { queue, exchange } = this.options;
     const publisher = this.options.publisher();
     const p = msg.properties;
-    const ours = this.reasonHeaders(reason, detail);
+    const ours = this.reasonHeaders(reason, detail, fromQueue);
     const properties: Options.Publish = { ...republishProperties(p), headers: { ...(p.headers ?? {}), ...ours } };
     let sent: { confirmed: Promise<void> };
     try {
