@@ -1,14 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { NodeBus } from './cluster/bus.js';
 import type { SessionDirectory } from './cluster/directory.js';
 import { MemoryCluster } from './cluster/memory.js';
 import { RedisBus } from './cluster/redis-bus.js';
-import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis } from './cluster/redis-client.js';
+import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis, type RedisClient } from './cluster/redis-client.js';
 import { RedisDirectory } from './cluster/redis-directory.js';
 import { FAST_PATH_PART_NAMES, type Config, type FastPathParts } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
@@ -62,8 +61,8 @@ interface Parts {
   ackLog: AckLog | undefined;
   cluster: NodeCluster;
   auth: Authenticator;
-  /** Redis connections this node opened (closed last). */
-  redis: Redis[];
+  /** Redis connections this node opened (closed last): clients of one Redis, or of a Redis Cluster. */
+  redis: RedisClient[];
   /** The socket.io adapter that carries group and broadcast emits to the other nodes. */
   adapter: AdapterFactory | undefined;
   http: FastifyInstance;
@@ -100,7 +99,7 @@ export class App {
   readonly dispatcher: Dispatcher;
   readonly http: FastifyInstance;
   readonly io: PushServer;
-  private readonly redis: Redis[];
+  private readonly redis: RedisClient[];
   private readonly backpressure: BackpressureMonitor;
   private closing: Promise<void> | undefined;
   private started = false;
@@ -113,7 +112,7 @@ export class App {
   static async create(config: Config, overrides: AppOverrides = {}): Promise<App> {
     const logger = overrides.logger ?? createLogger(config.logLevel, config.nodeId);
     const metrics = new Metrics();
-    const redis: Redis[] = [];
+    const redis: RedisClient[] = [];
     // What this builds (not the overrides) is closed again, newest first, when a later step fails: a
     // node that did not start leaves no liveness key or directory entries in Redis, no inbox sweep and
     // no connection to RabbitMQ behind.
