@@ -199,22 +199,37 @@ function nodeServing(cluster: Cluster, key: string): string {
 }
 
 /** What the socket.io Redis adapter calls without awaiting, on its publishing and its subscribing client. */
-const UNAWAITED = new Set(['publish', 'spublish', 'subscribe', 'psubscribe', 'ssubscribe', 'unsubscribe', 'punsubscribe', 'sunsubscribe']);
+const UNAWAITED = new Set(['publish', 'spublish']);
+/** Its subscriptions, each with the command that ends it. */
+const SUBSCRIBE = { subscribe: 'unsubscribe', psubscribe: 'punsubscribe', ssubscribe: 'sunsubscribe' } as const;
+type SubscribeCommand = keyof typeof SUBSCRIBE;
+const UNSUBSCRIBE = new Map<string, SubscribeCommand>(Object.entries(SUBSCRIBE).map(([subscribe, unsubscribe]) => [unsubscribe, subscribe as SubscribeCommand]));
+/** The first retry of a subscription that failed while the client was ready; each next one waits twice as long. */
+const RESUBSCRIBE_MS = 1000;
+const RESUBSCRIBE_MAX_MS = 30_000;
 
 /**
- * The socket.io Redis adapter publishes, subscribes and unsubscribes (at close) without awaiting; while
- * Redis is down each of those rejects and, unhandled, would end the Node 20 process. This view of the
- * client handles (logs) those rejections; the dispatcher itself does not emit to groups while the
- * cluster is disconnected.
+ * The socket.io Redis adapter publishes, subscribes and unsubscribes without awaiting; while Redis is
+ * down each of those rejects and, unhandled, would end the Node 20 process. This view of the client
+ * handles (logs) those rejections; the dispatcher itself does not emit to groups while the cluster is
+ * disconnected. It also keeps the adapter's subscriptions (see `Subscriptions`).
  */
 export function guardUnawaited<T extends RedisClient>(client: T, logger: Logger): T {
   const log = logger.child({ component: 'redis', connection: 'adapter' });
+  let subscriptions: Subscriptions | undefined;
   return new Proxy(client, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);
       // `constructor` stays unbound: the adapter tells a Cluster client by its constructor's name.
-      if (typeof value !== 'function' || property === 'constructor') return value;
-      if (typeof property !== 'string' || !UNAWAITED.has(property)) return value.bind(target);
+      if (typeof value !== 'function' || property === 'constructor' || typeof property !== 'string') return value;
+      if (property in SUBSCRIBE || UNSUBSCRIBE.has(property)) {
+        subscriptions ??= new Subscriptions(target, log);
+        const kept = subscriptions;
+        return property in SUBSCRIBE
+          ? (...channels: unknown[]) => kept.subscribe(property as SubscribeCommand, channels)
+          : (...channels: unknown[]) => kept.unsubscribe(UNSUBSCRIBE.get(property)!, channels);
+      }
+      if (!UNAWAITED.has(property)) return value.bind(target);
       return (...args: unknown[]) => {
         const sent: unknown = value.apply(target, args);
         if (sent instanceof Promise) sent.catch((err: Error) => log.warn({ err: err.message, command: property }, 'group messaging command to Redis failed'));
@@ -222,6 +237,93 @@ export function guardUnawaited<T extends RedisClient>(client: T, logger: Logger)
       };
     },
   });
+}
+
+/**
+ * The channels the adapter subscribed to and has not left. The sharded adapter subscribes to a group's
+ * channel once, when the group's room is created on this node, without awaiting; ioredis subscribes again
+ * after a reconnect only to the channels Redis had confirmed. So a subscription that failed (Redis down,
+ * or the connection lost before the answer) would leave the group deaf here to the other nodes' emits for
+ * as long as the room exists. This sends each failed one again: when the client is ready again, or, when
+ * it failed while the client was ready (a Cluster's shard subscriber connection), after a back-off.
+ */
+class Subscriptions {
+  private readonly wanted = new Map<SubscribeCommand, Set<string>>();
+  /** Wanted, but the latest attempt failed. */
+  private readonly failed = new Map<SubscribeCommand, Set<string>>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryDelayMs = RESUBSCRIBE_MS;
+
+  constructor(private readonly client: RedisClient, private readonly log: Logger) {
+    for (const command of Object.keys(SUBSCRIBE) as SubscribeCommand[]) {
+      this.wanted.set(command, new Set());
+      this.failed.set(command, new Set());
+    }
+    client.on('ready', () => this.retry());
+  }
+
+  subscribe(command: SubscribeCommand, args: unknown[]): Promise<unknown> {
+    const channels = channelsOf(args);
+    for (const channel of channels) {
+      this.wanted.get(command)!.add(channel);
+      this.failed.get(command)!.delete(channel);
+    }
+    return this.send(command, args, channels);
+  }
+
+  unsubscribe(command: SubscribeCommand, args: unknown[]): Promise<unknown> {
+    const channels = channelsOf(args);
+    // Without channels: all of this kind.
+    for (const channel of channels.length > 0 ? channels : [...this.wanted.get(command)!]) {
+      this.wanted.get(command)!.delete(channel);
+      this.failed.get(command)!.delete(channel);
+    }
+    const unsubscribe = SUBSCRIBE[command];
+    const sent = (this.client[unsubscribe] as (...a: unknown[]) => Promise<unknown>)(...args);
+    return sent.catch((err: Error) => this.log.warn({ err: err.message, command: unsubscribe }, 'group messaging command to Redis failed'));
+  }
+
+  private send(command: SubscribeCommand, args: unknown[], channels: string[]): Promise<unknown> {
+    const sent = (this.client[command] as (...a: unknown[]) => Promise<unknown>)(...args);
+    return sent.then(
+      (answer) => {
+        this.retryDelayMs = RESUBSCRIBE_MS;
+        return answer;
+      },
+      (err: Error) => {
+        const lost = channels.filter((channel) => this.wanted.get(command)!.has(channel));
+        if (lost.length === 0) return;
+        for (const channel of lost) this.failed.get(command)!.add(channel);
+        const ready = this.client.status === 'ready';
+        this.log.warn({ err: err.message, command, channels: lost.length },
+          ready ? `group subscription failed; trying again in ${this.retryDelayMs} ms` : 'group subscription failed; trying again once Redis is back');
+        if (ready) this.retryLater();
+      },
+    );
+  }
+
+  private retryLater(): void {
+    if (this.retryTimer) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retry();
+    }, this.retryDelayMs);
+    this.retryTimer.unref();
+    this.retryDelayMs = Math.min(this.retryDelayMs * 2, RESUBSCRIBE_MAX_MS);
+  }
+
+  private retry(): void {
+    for (const [command, failed] of this.failed) {
+      const channels = [...failed];
+      failed.clear();
+      // One channel per command: on a Cluster the channels of one SSUBSCRIBE must share a slot.
+      for (const channel of channels) void this.send(command, [channel], [channel]);
+    }
+  }
+}
+
+function channelsOf(args: unknown[]): string[] {
+  return args.flat().filter((arg): arg is string => typeof arg === 'string');
 }
 
 /** What a node's `RedisDirectory` and `RedisBus` both take; the same on both parts of a node. */

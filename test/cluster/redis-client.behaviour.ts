@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { connectRedis, quitRedis, type RedisClient } from '../../src/cluster/redis-client.js';
+import { pino } from 'pino';
+import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis, type RedisClient } from '../../src/cluster/redis-client.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { sleep, until } from '../support/harness.js';
 import { uniqueName } from '../support/services.js';
@@ -15,6 +16,8 @@ export interface CuttableRedis {
   muteAnswers(): void;
   /** Reads a key around the cut connections. */
   read(key: string): Promise<string | null>;
+  /** Publishes on a sharded channel around the cut connections; resolves with the receivers. */
+  spublish(channel: string, message: string): Promise<number>;
   /** Deletes what the test wrote, and what was made for it. */
   close(keys: string[]): Promise<void>;
 }
@@ -75,6 +78,58 @@ export function describeRedisClient(engine: string, connect: () => Promise<Cutta
       }
       const outcomes = await Promise.allSettled(sent);
       expect(outcomes.filter((outcome) => outcome.status === 'rejected')).toEqual([]);
+    }));
+  });
+
+  describe(`the view of a ${engine} client the socket.io adapter gets`, () => {
+    it('subscribes again to a group channel it could not subscribe to while Redis was away, once Redis is back', () => using(async (redis, _keys, clients) => {
+      const client = await connectRedis(redis.url, 'resubscribe-test', logger);
+      clients.push(client);
+      const subscriber = await duplicateForSubscriptions(client, 'resubscribe-test', logger);
+      clients.push(subscriber);
+      const guarded = guardUnawaited(subscriber, logger);
+      const heard: string[] = [];
+      guarded.on('smessage', (channel: string) => heard.push(channel));
+      const [namespace, room] = [uniqueName('test-namespace'), uniqueName('test-room')];
+      // As the sharded adapter does: its namespace's channel at the start, a room's when the room is made.
+      await guarded.ssubscribe(namespace);
+
+      redis.cut();
+      await until(() => subscriber.status, (status) => status !== 'ready');
+      void guarded.ssubscribe(room);
+      await sleep(50);
+      redis.restore();
+
+      await until(() => subscriber.status, (status) => status === 'ready', 10_000);
+      for (const channel of [namespace, room]) {
+        await until(async () => {
+          await redis.spublish(channel, 'emit');
+          return heard.includes(channel);
+        }, Boolean, 10_000);
+      }
+    }));
+
+    it('stops subscribing again to a channel the adapter left meanwhile', () => using(async (redis, _keys, clients) => {
+      const client = await connectRedis(redis.url, 'resubscribe-test', logger);
+      clients.push(client);
+      const subscriber = await duplicateForSubscriptions(client, 'resubscribe-test', logger);
+      clients.push(subscriber);
+      const lines: string[] = [];
+      const guarded = guardUnawaited(subscriber, pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }));
+      const [namespace, room] = [uniqueName('test-namespace'), uniqueName('test-room')];
+      await guarded.ssubscribe(namespace);
+
+      redis.cut();
+      await until(() => subscriber.status, (status) => status !== 'ready');
+      void guarded.ssubscribe(room);
+      await until(() => lines.length, (n) => n > 0);
+      // The room emptied while Redis was away.
+      void guarded.sunsubscribe(room);
+      redis.restore();
+
+      await until(() => subscriber.status, (status) => status === 'ready', 10_000);
+      await until(() => redis.spublish(namespace, 'emit'), (receivers) => receivers === 1, 10_000);
+      expect(await redis.spublish(room, 'emit')).toBe(0);
     }));
   });
 }

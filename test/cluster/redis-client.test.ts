@@ -28,6 +28,7 @@ describeRedisClient('Redis', async () => {
     restore: () => proxy.restore(),
     muteAnswers: () => proxy.muteAnswers(),
     read: (key) => direct.get(key),
+    spublish: async (channel, message) => Number(await direct.spublish(channel, message)),
     async close(written) {
       if (written.length > 0) await direct.del(...written);
       await proxy.close();

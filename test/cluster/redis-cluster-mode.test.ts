@@ -40,6 +40,7 @@ describeRedisClient('Redis Cluster', async () => {
     restore: () => cluster.restore(),
     muteAnswers: () => cluster.muteAnswers(),
     read: async (key) => (await onEach((master) => master.get(key)))[0] ?? null,
+    spublish: async (channel, message) => (await onEach(async (master) => Number(await master.spublish(channel, message)))).reduce((sum, n) => sum + n, 0),
     async close(written) {
       await onEach((master) => Promise.all(written.map((key) => master.del(key))));
       await Promise.all(masters.map((master) => master.quit()));
