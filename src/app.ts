@@ -7,7 +7,7 @@ import type { NodeBus } from './cluster/bus.js';
 import type { SessionDirectory } from './cluster/directory.js';
 import { MemoryCluster } from './cluster/memory.js';
 import { RedisBus } from './cluster/redis-bus.js';
-import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis, type RedisClient } from './cluster/redis-client.js';
+import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis, redisUp, type RedisClient } from './cluster/redis-client.js';
 import { RedisDirectory } from './cluster/redis-directory.js';
 import { FAST_PATH_PART_NAMES, type Config, type FastPathParts } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
@@ -63,6 +63,8 @@ interface Parts {
   auth: Authenticator;
   /** Redis connections this node opened (closed last): clients of one Redis, or of a Redis Cluster. */
   redis: RedisClient[];
+  /** The one of them that runs commands (the others subscribe). */
+  redisCommands: RedisClient | undefined;
   /** The socket.io adapter that carries group and broadcast emits to the other nodes. */
   adapter: AdapterFactory | undefined;
   http: FastifyInstance;
@@ -100,6 +102,7 @@ export class App {
   readonly http: FastifyInstance;
   readonly io: PushServer;
   private readonly redis: RedisClient[];
+  private readonly redisCommands: RedisClient | undefined;
   private readonly backpressure: BackpressureMonitor;
   private closing: Promise<void> | undefined;
   private started = false;
@@ -204,7 +207,7 @@ export class App {
       for (const [part, name] of Object.entries(FAST_PATH_PART_NAMES) as Array<[keyof FastPathParts, string]>) {
         metrics.fastPath.set({ part: name }, fastPath[part] ? 1 : 0);
       }
-      return new App(config, { logger, metrics, queue, inbox, ackLog, cluster, auth, redis, adapter, http, fastPath });
+      return new App(config, { logger, metrics, queue, inbox, ackLog, cluster, auth, redis, redisCommands: client, adapter, http, fastPath });
     } catch (err) {
       for (const part of built.reverse()) {
         await part.close().catch((closeErr: unknown) => logger.debug({ err: closeErr }, 'closing after a failed start-up'));
@@ -225,6 +228,7 @@ export class App {
     this.directory = parts.cluster.directory;
     this.bus = parts.cluster.bus;
     this.redis = parts.redis;
+    this.redisCommands = parts.redisCommands;
     const parser = new NotificationParser(config.limits);
 
     const queue = this.queue;
@@ -349,7 +353,9 @@ export class App {
   dependencies(): Partial<Record<Dependency, boolean>> {
     const up: Partial<Record<Dependency, boolean>> = {};
     if (this.queue.engine === 'amqp') up.amqp = this.queue.connected;
-    if (this.redis.length > 0) up.redis = this.redis.every((client) => client.status === 'ready');
+    if (this.redis.length > 0) {
+      up.redis = this.redis.every((client) => (client === this.redisCommands ? redisUp(client) : client.status === 'ready'));
+    }
     return up;
   }
 

@@ -16,6 +16,9 @@ export function isCluster(client: RedisClient): client is Cluster {
   return (client as Cluster).isCluster === true;
 }
 
+/** How often a cluster client reads the slot layout again, besides when a command is redirected. */
+const SLOTS_REFRESH_MS = 5000;
+
 /** Reconnection back-off: capped, jittered, the same for one Redis and for a Cluster. */
 function reconnectDelay(attempt: number): number {
   return Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.75 + Math.random() / 2);
@@ -85,6 +88,8 @@ function clusterOptions(target: RedisClusterSeeds, connection: RedisOptions): Cl
     // Per node: commands to the same master in one tick share a write.
     enableAutoPipelining: true,
     clusterRetryStrategy: reconnectDelay,
+    // Learns a failover, or a master that is back, also while no command is redirected (see `redisUp`).
+    slotsRefreshInterval: SLOTS_REFRESH_MS,
     // ioredis sends a command again when its connection closed, and after a CLUSTERDOWN answer; either
     // may run a script twice, or keep a caller waiting on a cluster that is down.
     retryDelayOnFailover: 0,
@@ -162,6 +167,23 @@ export async function quitRedis(client: RedisClient): Promise<void> {
   } else {
     client.disconnect();
   }
+}
+
+/**
+ * Whether the client can serve commands for every key now: connected to Redis; on a Cluster, also to
+ * each master serving slots. ioredis counts a cluster ready while it still reaches some node, and lets
+ * commands for an unreachable master's slots fail one by one; taken for up, a node would go on taking
+ * messages only to hand them back. A master that is back is connected again at the next slot refresh.
+ */
+export function redisUp(client: RedisClient): boolean {
+  if (client.status !== 'ready') return false;
+  if (!isCluster(client)) return true;
+  const ready = new Set(client.nodes('master').filter((node) => node.status === 'ready').map((node) => `${node.options.host}:${node.options.port}`));
+  const serving = new Set<string>();
+  for (const nodes of client.slots) if (nodes?.[0] !== undefined) serving.add(nodes[0]);
+  if (serving.size === 0) return false;
+  for (const master of serving) if (!ready.has(master)) return false;
+  return true;
 }
 
 /** The masters to ask for what each holds itself (SCAN, PUBSUB SHARDNUMSUB): the client itself on one Redis. */

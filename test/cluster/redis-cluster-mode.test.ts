@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import { describe, expect, it, vi } from 'vitest';
 import { keySlot } from '../../src/cluster/key-slot.js';
-import { connectRedis, mastersOf } from '../../src/cluster/redis-client.js';
+import { connectRedis, mastersOf, quitRedis, redisUp } from '../../src/cluster/redis-client.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { LocalRedisCluster } from '../support/redis-cluster.js';
 import { deleteKeys } from '../support/services.js';
@@ -54,6 +54,24 @@ describe('connecting to a Redis Cluster', () => {
   it('fails naming the nodes when none of them answers', async () => {
     await expect(connectRedis('redis+cluster://u:hunter2@127.0.0.1:1,127.0.0.1:2', 'nobody', logger, 3_000))
       .rejects.toThrow(/^cannot connect to REDIS_URL redis\+cluster:\/\/u:\*\*\*@127\.0\.0\.1:1,127\.0\.0\.1:2: /);
+  });
+
+  it('counts Redis as down while one master cannot be reached, and as up again once it is back', async () => {
+    const { cluster } = local;
+    const client = await connectRedis(cluster.url, 'up-test', logger);
+    try {
+      expect(redisUp(client)).toBe(true);
+      cluster.cut(1);
+      await vi.waitFor(() => expect(redisUp(client)).toBe(false), { timeout: 3_000, interval: 20 });
+      // The cluster client itself still counts as ready: it reaches the other masters.
+      expect(client.status).toBe('ready');
+      cluster.restore(1);
+      // At the next slot refresh, at most 5 s later.
+      await vi.waitFor(() => expect(redisUp(client)).toBe(true), { timeout: 8_000, interval: 50 });
+    } finally {
+      cluster.restore(1);
+      await quitRedis(client);
+    }
   });
 
   it('gives up after the timeout, naming the nodes, when the cluster does not answer', async () => {

@@ -46,13 +46,21 @@ export class LocalRedisCluster {
     return `redis+cluster://${this.ports.map((port) => `127.0.0.1:${port}`).join(',')}`;
   }
 
-  /** Drops every client connection to every master and refuses new ones (a proxied cluster only). */
-  cut(): void {
-    for (const proxy of this.requireProxies()) proxy.cut();
+  /**
+   * Drops every client connection to every master, or to the master of `ports[index]`, and refuses new
+   * ones (a proxied cluster only).
+   */
+  cut(index?: number): void {
+    for (const proxy of this.proxiesAt(index)) proxy.cut();
   }
 
-  restore(): void {
-    for (const proxy of this.requireProxies()) proxy.restore();
+  restore(index?: number): void {
+    for (const proxy of this.proxiesAt(index)) proxy.restore();
+  }
+
+  private proxiesAt(index: number | undefined): TcpProxy[] {
+    const proxies = this.requireProxies();
+    return index === undefined ? proxies : [proxies[index]!];
   }
 
   /** Commands still reach the masters, their answers are lost (a proxied cluster only). */
