@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -27,7 +28,7 @@ export interface ClusterOptions {
  * `redis-server` and `redis-cli --cluster create` for one test file: no persistence, a temporary
  * directory of its own, and every process it started stopped (by pid) and the directory removed by
  * `stop()`. `use()` does that around the file's tests, also when a test fails; a process that exits
- * without running `stop()` kills the servers on its way out.
+ * without running `stop()` kills the servers and removes the directory on its way out.
  */
 export class LocalRedisCluster {
   private constructor(
@@ -106,6 +107,7 @@ export class LocalRedisCluster {
     const proxies: TcpProxy[] = [];
     const killOnExit = (): void => {
       for (const server of servers) if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
     };
     process.once('exit', killOnExit);
     const ports: number[] = [];
