@@ -1,14 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { Server } from 'socket.io';
 import { createAdapter, createShardedAdapter } from '@socket.io/redis-adapter';
 import type { NodeBus } from './cluster/bus.js';
 import type { SessionDirectory } from './cluster/directory.js';
 import { MemoryCluster } from './cluster/memory.js';
 import { RedisBus } from './cluster/redis-bus.js';
-import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis } from './cluster/redis-client.js';
+import { connectRedis, duplicateForSubscriptions, guardUnawaited, quitRedis, redisUp, type RedisClient } from './cluster/redis-client.js';
 import { RedisDirectory } from './cluster/redis-directory.js';
 import { FAST_PATH_PART_NAMES, type Config, type FastPathParts } from './config/config.js';
 import { BackpressureMonitor } from './dispatch/backpressure.js';
@@ -70,8 +69,10 @@ interface Parts {
   ackLog: AckLog | undefined;
   cluster: NodeCluster;
   auth: Authenticator;
-  /** Redis connections this node opened (closed last). */
-  redis: Redis[];
+  /** Redis connections this node opened (closed last): clients of one Redis, or of a Redis Cluster. */
+  redis: RedisClient[];
+  /** The one of them that runs commands (the others subscribe). */
+  redisCommands: RedisClient | undefined;
   /** The socket.io adapter that carries group and broadcast emits to the other nodes. */
   adapter: AdapterFactory | undefined;
   http: FastifyInstance;
@@ -114,7 +115,8 @@ export class App {
   readonly io: PushServer;
   readonly receipts: ReceiptRecorder;
   private readonly claims: IdClaims | undefined;
-  private readonly redis: Redis[];
+  private readonly redis: RedisClient[];
+  private readonly redisCommands: RedisClient | undefined;
   private readonly backpressure: BackpressureMonitor;
   private closing: Promise<void> | undefined;
   private started = false;
@@ -127,7 +129,7 @@ export class App {
   static async create(config: Config, overrides: AppOverrides = {}): Promise<App> {
     const logger = overrides.logger ?? createLogger(config.logLevel, config.nodeId);
     const metrics = new Metrics();
-    const redis: Redis[] = [];
+    const redis: RedisClient[] = [];
     // What this builds (not the overrides) is closed again, newest first, when a later step fails: a
     // node that did not start leaves no liveness key or directory entries in Redis, no inbox sweep and
     // no connection to RabbitMQ behind.
@@ -230,7 +232,8 @@ export class App {
         metrics.fastPath.set({ part: name }, fastPath[part] ? 1 : 0);
       }
       return new App(config, {
-        logger, metrics, queue, inbox, ackLog, cluster, auth, redis, adapter, http, fastPath, receipts, claims, idempotencyKeys,
+        logger, metrics, queue, inbox, ackLog, cluster, auth, redis, redisCommands: client, adapter, http, fastPath,
+        receipts, claims, idempotencyKeys,
       });
     } catch (err) {
       for (const part of built.reverse()) {
@@ -254,6 +257,7 @@ export class App {
     this.redis = parts.redis;
     this.receipts = parts.receipts;
     this.claims = parts.claims;
+    this.redisCommands = parts.redisCommands;
     const parser = new NotificationParser(config.limits);
 
     const queue = this.queue;
@@ -384,7 +388,9 @@ export class App {
   dependencies(): Partial<Record<Dependency, boolean>> {
     const up: Partial<Record<Dependency, boolean>> = {};
     if (this.queue.engine === 'amqp') up.amqp = this.queue.connected;
-    if (this.redis.length > 0) up.redis = this.redis.every((client) => client.status === 'ready');
+    if (this.redis.length > 0) {
+      up.redis = this.redis.every((client) => (client === this.redisCommands ? redisUp(client) : client.status === 'ready'));
+    }
     return up;
   }
 
@@ -455,7 +461,7 @@ export class App {
  * The receipts (PROTOCOL §6): kept in Redis when the node has it, else in memory; published to
  * `AMQP_RECEIPTS_EXCHANGE` when the node has RabbitMQ and the exchange is set.
  */
-async function receiptRecorder(config: Config, client: Redis | undefined, metrics: Metrics, logger: Logger): Promise<ReceiptRecorder> {
+async function receiptRecorder(config: Config, client: RedisClient | undefined, metrics: Metrics, logger: Logger): Promise<ReceiptRecorder> {
   const log = logger.child({ component: 'receipts' });
   const { receiptsTtlMs: ttlMs } = config;
   let store: ReceiptStore | undefined;

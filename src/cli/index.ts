@@ -41,6 +41,7 @@ Settings come from the environment over config/default.json (see the README's co
   PORT=3000 HOST=0.0.0.0                                    where HTTP and socket.io listen
   AMQP_URL=amqp://guest:guest@127.0.0.1:5672                RabbitMQ (unset: embedded queue, not durable)
   REDIS_URL=redis://127.0.0.1:6379                          Redis (unset: in-memory inbox, one node)
+  REDIS_URL=redis+cluster://10.0.0.1:7000,10.0.0.2:7000     or a Redis Cluster, by any of its nodes
   AUTH_JWT_SECRET=... or AUTH_JWT_PUBLIC_KEY=...            socket authentication
   API_KEYS=backend-7Hq2:publish,dashboard-Xp9:read+admin    keys for the /v1 HTTP routes, with their scopes
   LOG_LEVEL=info                                            fatal … trace, silent

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
 import { LuaScript } from '../util/lua-script.js';
 import { requireNodeId, requirePositiveMs, requireSocketCount } from './checks.js';
@@ -9,8 +9,11 @@ import {
   clientsReady,
   DEFAULT_START_TIMEOUT_MS,
   failOnCommandError,
+  getAll,
   listenTo,
+  pipelined,
   requireReady,
+  type RedisClient,
   type RedisNodeOptions,
 } from './redis-client.js';
 import { formatEntry, LiveEntries } from './redis-entries.js';
@@ -62,6 +65,9 @@ const deleteKeyIfUnchanged = LuaScript.load(new URL('./delete-key-if-unchanged.l
  * - Nothing here rejects unobserved or throws from a Redis event: failures of background work (heartbeat,
  *   clean-up) are logged and retried by the next heartbeat where that makes sense.
  *
+ * On a Redis Cluster every key is its own (no hash tags): each command and transaction touches one key,
+ * reads of several liveness keys are a GET each, and bulk writes go out in a pipeline per master.
+ *
  * The clients belong to the caller (see `RedisBus`, whose subscriber connection this may share).
  */
 /** A node's status as another node wrote it. */
@@ -102,8 +108,8 @@ export class RedisDirectory implements SessionDirectory {
   private closing: Promise<void> | undefined;
 
   constructor(
-    private readonly redis: Redis,
-    private readonly subscriber: Redis,
+    private readonly redis: RedisClient,
+    private readonly subscriber: RedisClient,
     options: RedisDirectoryOptions,
   ) {
     const heartbeatMs = options.heartbeatMs ?? DEFAULT_HEARTBEAT_MS;
@@ -170,6 +176,8 @@ export class RedisDirectory implements SessionDirectory {
       requireReady(this.redis);
       const transaction = this.redis.multi();
       this.queueEntryWrite(transaction, sessionId);
+      // A classic PUBLISH names no key, so on a Redis Cluster the transaction stays in the session key's
+      // slot; and every node wants the announcement, which the cluster copies to every master.
       transaction.publish(this.names.directoryChannel, sessionId);
       failOnCommandError(await transaction.exec());
     } catch (err) {
@@ -218,7 +226,7 @@ export class RedisDirectory implements SessionDirectory {
     requireReady(this.redis);
     const reported = await this.redis.hgetall(this.names.nodesKey);
     const others = Object.keys(reported).filter((id) => id !== this.nodeId);
-    const alive = others.length > 0 ? await this.redis.mget(others.map((id) => this.names.nodeKey(id))) : [];
+    const alive = await getAll(this.redis, others.map((id) => this.names.nodeKey(id)));
     const nodes: NodeStatus[] = this.statusSource && !this.closed ? [{ id: this.nodeId, ...this.statusSource() }] : [];
     const gone: string[] = [];
     others.forEach((id, i) => {
@@ -309,18 +317,17 @@ export class RedisDirectory implements SessionDirectory {
   }
 
   /**
-   * Writes the current local count of each session (HSET, or HDEL for none) in pipelines. Counts are read
-   * when each batch is queued, and a client runs commands in order, so a later `setLocalSockets` always
-   * lands after this. Sessions of a failed batch and of the batches after it are marked for the next try.
+   * Writes the current local count of each session (HSET, or HDEL for none) in pipelines (one per master
+   * on a Cluster). Counts are read when each batch is queued, and a client runs commands in order, so a
+   * later `setLocalSockets` always lands after this. Sessions of a failed batch and of the batches after
+   * it are marked for the next try.
    */
   private async writeEntries(sessions: string[], count = (session: string) => this.localSockets.get(session) ?? 0): Promise<void> {
     for (let start = 0; start < sessions.length; start += WRITE_BATCH) {
       const batch = sessions.slice(start, start + WRITE_BATCH);
       try {
         requireReady(this.redis);
-        const pipeline = this.redis.pipeline();
-        for (const session of batch) this.queueEntryWrite(pipeline, session, count(session));
-        failOnCommandError(await pipeline.exec());
+        await pipelined(this.redis, batch, (session) => this.names.sessionKey(session), (pipeline, session) => this.queueEntryWrite(pipeline, session, count(session)));
       } catch (err) {
         if (!this.closed) for (const session of sessions.slice(start)) this.unsynced.add(session);
         throw err;
@@ -328,8 +335,9 @@ export class RedisDirectory implements SessionDirectory {
     }
   }
 
+  /** The entry's write, on the session's key alone: in a transaction, too, on a Redis Cluster. */
   private queueEntryWrite(
-    commands: ReturnType<Redis['pipeline']>,
+    commands: ChainableCommander,
     sessionId: string,
     sockets = this.localSockets.get(sessionId) ?? 0,
   ): void {

@@ -1,7 +1,6 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../observability/logger.js';
 import { LuaScript } from '../util/lua-script.js';
-import { requireReady } from './redis-client.js';
+import { getAll, requireReady, type RedisClient } from './redis-client.js';
 import type { ClusterNames } from './redis-keys.js';
 
 /**
@@ -27,7 +26,7 @@ export function formatEntry(sockets: number, incarnation: string): string {
 /** Reads the entries of other nodes that count, and tidies away those that do not. */
 export class LiveEntries {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly names: ClusterNames,
     private readonly nodeId: string,
     private readonly logger: Logger,
@@ -48,7 +47,7 @@ export class LiveEntries {
     }
     const live: Entry[] = [];
     if (candidates.length > 0) {
-      const incarnations = await this.redis.mget(candidates.map((entry) => this.names.nodeKey(entry.node)));
+      const incarnations = await getAll(this.redis, candidates.map((entry) => this.names.nodeKey(entry.node)));
       candidates.forEach((entry, i) => {
         if (incarnations[i] === entry.incarnation) live.push(entry);
         else stale.push(entry);

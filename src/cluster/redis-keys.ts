@@ -9,6 +9,15 @@ export function escapeKeyPart(id: string): string {
   return id.replace(/[^A-Za-z0-9_.-]/g, (unit) => `%${unit.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
+/**
+ * Refuses a key prefix with a brace: Redis Cluster hashes a key by what stands between its first `{` and
+ * the next `}`, so a brace in the prefix could move keys that must share a slot (one session's inbox keys)
+ * into different slots, or all sessions into one.
+ */
+export function requireKeyPrefix(prefix: string): void {
+  if (/[{}]/.test(prefix)) throw new RangeError(`keyPrefix must not contain { or } (it would change the keys' Redis Cluster hash slots), got ${JSON.stringify(prefix)}`);
+}
+
 /** The id `escapeKeyPart` escaped. */
 export function unescapeKeyPart(escaped: string): string {
   return escaped.replace(/%([0-9a-f]{4})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
+import { parseRedisUrl } from '../cluster/redis-url.js';
 
 /** What push-center runs with: PROTOCOL §7, read once at start-up by the composition root. */
 export interface Config {
@@ -30,14 +31,17 @@ export interface Config {
     receiptsExchange: string;
   };
   redis: {
-    /** Unset: in-memory inbox and a single-node cluster. */
+    /** Unset: in-memory inbox and a single-node cluster. One Redis, or a Redis Cluster (`redis+cluster://`). */
     url: string | undefined;
+    /** `REDIS_URL` names a Redis Cluster: ioredis's cluster client, sharded pub/sub for the bus and groups. */
+    cluster: boolean;
     keyPrefix: string;
     /** How often a node renews its liveness; it counts as gone after three missed beats. */
     heartbeatMs: number;
     /**
      * socket.io adapter for groups and broadcasts: `classic` (every node receives every group emit) or
-     * `sharded` (Redis 7 sharded pub/sub, a channel per room: only nodes with members receive it).
+     * `sharded` (Redis 7 sharded pub/sub, a channel per room: only nodes with members receive it). Always
+     * `sharded` on a Redis Cluster.
      */
     adapter: 'classic' | 'sharded';
   };
@@ -336,6 +340,22 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
     );
   }
 
+  const redisUrl = raw('REDIS_URL');
+  let redisCluster = false;
+  if (redisUrl !== undefined) {
+    try {
+      redisCluster = parseRedisUrl(redisUrl).cluster;
+    } catch (err) {
+      problems.push(`REDIS_URL: ${(err as Error).message}`);
+    }
+  }
+  // On a Redis Cluster a classic PUBLISH is copied to every master: groups take sharded pub/sub there.
+  const redisAdapter = oneOf('REDIS_ADAPTER', redisCluster ? 'sharded' : 'classic', ['classic', 'sharded'] as const);
+  if (redisCluster && redisAdapter === 'classic') {
+    problems.push('REDIS_ADAPTER=classic: a Redis Cluster (REDIS_URL=redis+cluster://…) takes the sharded adapter only, ' +
+      'since a classic PUBLISH is copied to every master of the cluster; unset REDIS_ADAPTER or set it to sharded');
+  }
+
   const corsOrigins = list('CORS_ORIGINS');
   for (const origin of corsOrigins) {
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
@@ -366,10 +386,11 @@ export function loadConfig(env: Source = process.env, defaults: Source = readDef
         : str('AMQP_RECEIPTS_EXCHANGE', 'pushcenter.receipts', QUEUE_NAME, 'an exchange name of A-Z a-z 0-9 _ . : -, or empty for no receipts stream'),
     },
     redis: {
-      url: url('REDIS_URL', ['redis:', 'rediss:']),
+      url: redisUrl,
+      cluster: redisCluster,
       keyPrefix: str('REDIS_KEY_PREFIX', 'pushcenter:', /^[A-Za-z0-9_.:-]{0,64}$/, 'up to 64 of A-Z a-z 0-9 _ . : -'),
       heartbeatMs: int('CLUSTER_HEARTBEAT_MS', 2000, 100, 60_000),
-      adapter: oneOf('REDIS_ADAPTER', 'classic', ['classic', 'sharded'] as const),
+      adapter: redisAdapter,
     },
     auth: { mode: authMode, jwtSecret, jwtPublicKey },
     apiKeys: parseApiKeys(raw('API_KEYS'), problems),

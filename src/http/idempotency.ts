@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../cluster/redis-client.js';
 import { requireCount } from '../inbox/ack-log.js';
 
 /** The first request's answer, kept for its `Idempotency-Key` (PROTOCOL §6). */
@@ -101,7 +101,7 @@ export interface RedisIdempotencyKeysOptions {
 
 /** One Redis string per key, `<prefix>idem:{<hash>}`, holding JSON `{ fingerprint, result? }` with a TTL. */
 export class RedisIdempotencyKeys implements IdempotencyKeys {
-  constructor(private readonly redis: Redis, private readonly options: RedisIdempotencyKeysOptions) {}
+  constructor(private readonly redis: RedisClient, private readonly options: RedisIdempotencyKeysOptions) {}
 
   async begin(key: string, fingerprint: string): Promise<KeyState> {
     const name = this.name(key);

@@ -1,4 +1,6 @@
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../cluster/redis-client.js';
+import { requireKeyPrefix } from '../cluster/redis-keys.js';
+import { allSettledOrFirstError } from '../util/all-settled.js';
 import { LuaScript } from '../util/lua-script.js';
 import { ackLogBounds, requireCount, type AckLog, type AckLogOptions } from './ack-log.js';
 
@@ -24,8 +26,9 @@ export interface RedisAckLogOptions extends AckLogOptions {
  * Sorted sets shared by sessions, not one per session: a batch of records then touches at most SHARDS
  * keys, and goes out as one script call whose arguments do not grow by a key per message (per-session
  * keys cost the node as much again as the rest of a delivery). Each shard has a hash tag of its own, so
- * on Redis Cluster the shards spread over the masters. Every write drops the ids older than `ttlMs`,
- * keeps the newest `maxIds / SHARDS`, and sets the key to expire `ttlMs` later.
+ * on a Redis Cluster the shards spread over the masters, and a batch goes out as one call per shard
+ * (a script's keys must share a slot), which ioredis pipelines per master. Every write drops the ids
+ * older than `ttlMs`, keeps the newest `maxIds / SHARDS`, and sets the key to expire `ttlMs` later.
  */
 
 const SHARDS = 16;
@@ -79,8 +82,8 @@ class Batch {
 /**
  * The cluster acked-id log, shared by every node through Redis: a node that takes over a redelivered
  * message sees what the session acked on the node that died. Records made close together travel in one
- * script call (`ack-log-record.lua`) and resolve or reject together with it. On Redis Cluster a batch
- * would have to go out per shard (their hash slots differ).
+ * script call (`ack-log-record.lua`; on a Redis Cluster one per shard) and resolve or reject together
+ * with it (with all of them, once each has answered).
  *
  * The Redis client belongs to the caller, who connects and quits it, after `close()`.
  */
@@ -95,9 +98,10 @@ export class RedisAckLog implements AckLog {
   private closed = false;
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: RedisAckLogOptions,
   ) {
+    requireKeyPrefix(options.keyPrefix);
     ({ ttlMs: this.ttlMs, now: this.now } = ackLogBounds(options));
     const maxIds = options.maxIds ?? 1_000_000;
     requireCount('maxIds', maxIds);
@@ -150,9 +154,10 @@ export class RedisAckLog implements AckLog {
   }
 
   private async write(batch: Batch): Promise<void> {
-    const keys = [...batch.members.keys()];
-    const args: (number | string)[] = [this.now(), Math.ceil(this.ttlMs), this.perShard];
-    for (const members of batch.members.values()) args.push(members.join('\n'));
-    await recordScript.run(this.redis, keys, args);
+    const bounds = [this.now(), Math.ceil(this.ttlMs), this.perShard];
+    const shards = [...batch.members];
+    const calls = isCluster(this.redis) ? shards.map((shard) => [shard]) : [shards];
+    await allSettledOrFirstError(calls.map((call) =>
+      recordScript.run(this.redis, call.map(([key]) => key), [...bounds, ...call.map(([, members]) => members.join('\n'))])));
   }
 }

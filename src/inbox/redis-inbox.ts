@@ -1,14 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import { escapeKeyPart, unescapeKeyPart } from '../cluster/redis-keys.js';
+import { mastersOf, type RedisClient } from '../cluster/redis-client.js';
+import { escapeKeyPart, requireKeyPrefix, unescapeKeyPart } from '../cluster/redis-keys.js';
 import { LuaScript } from '../util/lua-script.js';
 import type { GiveUpReason, Inbox, InboxEntry, InboxEvents, Missed, StoreOptions } from './inbox.js';
 
 export interface RedisInboxOptions {
   /**
-   * Namespace of every key this inbox writes, e.g. `pushcenter:`. Keep `{` and `}` out of it: a brace
-   * pair in the prefix would become the Redis Cluster hash tag and put every session in one slot.
-   * Use this prefix rather than the client's own `keyPrefix` option, which SCAN (the sweep) ignores.
+   * Namespace of every key this inbox writes, e.g. `pushcenter:`; without `{` and `}`, which would change
+   * the Redis Cluster hash tag of the keys (refused). Use this prefix rather than the client's own
+   * `keyPrefix` option, which SCAN (the sweep) ignores.
    */
   keyPrefix: string;
   /** `INBOX_MAX`: entries kept for a session that is away; beyond it the oldest are given up. */
@@ -46,8 +47,9 @@ export interface RedisInboxOptions {
  *   <prefix>{inbox:<enc>}:dead-lock  STRING  the node dead-lettering the list now (a token, with a TTL)
  *   <prefix>{inbox:<enc>}:missed  HASH  count, since: what was dead-lettered since the last registration
  *
- * The `{inbox:<enc>}` hash tag puts the three keys of a session in one Redis Cluster slot, which the
- * scripts need; it is never empty, even for an empty session id. The next position is the last
+ * The `{inbox:<enc>}` hash tag puts the keys of a session in one Redis Cluster slot, which the scripts
+ * and the missed record's transaction need; it is never empty, even for an empty session id, and neither
+ * the prefix nor an escaped id holds a brace that could end it early or open another. The next position is the last
  * one plus one, so no counter key is needed: positions only have to grow while the session has entries.
  * Every store sets one absolute expiry time on all three keys: the latest `expiresAt` in the session
  * plus a grace period. Redis deletes an abandoned inbox by itself, and all three keys go at once.
@@ -155,10 +157,11 @@ export class RedisInbox implements Inbox {
   private readonly token = randomUUID();
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisClient,
     private readonly options: RedisInboxOptions,
     private readonly events: InboxEvents,
   ) {
+    requireKeyPrefix(options.keyPrefix);
     this.now = options.now ?? Date.now;
     this.keyExpiryGraceMs = options.keyExpiryGraceMs ?? 24 * 3_600_000;
     this.missedTtlMs = options.missedTtlMs ?? 7 * 24 * 3_600_000;
@@ -226,20 +229,29 @@ export class RedisInbox implements Inbox {
   /**
    * Gives up the expired entries of every session under the key prefix now, and dead-letters what any
    * node left in a dead list (the periodic sweep). Several nodes may sweep at once: each expired entry
-   * is given up by one of them. Scans the keyspace of the client's node only; on Redis Cluster each
-   * master needs its own client.
+   * is given up by one of them. On a Redis Cluster it scans every master, each of which holds its own
+   * slots' keys; a master that cannot be scanned does not stop the others (the sweep rejects afterwards).
    */
   async sweep(): Promise<void> {
-    await this.scan(ORDER_SUFFIX, (keys, sessionId) => this.readKeys(keys, 0, sessionId).then(() => undefined));
-    await this.scan(DEAD_SUFFIX, (keys, sessionId) => this.deadLetter(sessionId, keys));
+    const failures: unknown[] = [];
+    for (const master of mastersOf(this.redis)) {
+      try {
+        await this.scan(master, ORDER_SUFFIX, (keys, sessionId) => this.readKeys(keys, 0, sessionId).then(() => undefined));
+        await this.scan(master, DEAD_SUFFIX, (keys, sessionId) => this.deadLetter(sessionId, keys));
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new AggregateError(failures, `the inbox sweep failed on ${failures.length} Redis masters`);
   }
 
-  private async scan(suffix: string, visit: (keys: SessionKeys, sessionId: string) => Promise<void>): Promise<void> {
+  private async scan(master: Redis, suffix: string, visit: (keys: SessionKeys, sessionId: string) => Promise<void>): Promise<void> {
     const head = `${this.options.keyPrefix}{inbox:`;
     const pattern = `${escapeGlob(this.options.keyPrefix)}{inbox:*}${suffix}`;
     let cursor = '0';
     do {
-      const [next, found] = await this.redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+      const [next, found] = await master.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
       cursor = next;
       // One session at a time: the sweep is background work and must not crowd out deliveries.
       for (const key of found) {

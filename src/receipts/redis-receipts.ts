@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis';
+import { isCluster, type RedisClient } from '../cluster/redis-client.js';
 import { requireCount } from '../inbox/ack-log.js';
 import { Batcher } from '../util/batcher.js';
 import { LuaScript } from '../util/lua-script.js';
@@ -14,7 +14,8 @@ import { receiptOf, type IdClaims, type Receipt, type ReceiptEvent, type Receipt
  * Shared hashes, not a key per notification: a batch of events touches at most SHARDS keys and goes
  * out as one script call (a key per notification costs a round trip's worth of work per event). Each
  * write forgets receipts past the TTL or over the bound, oldest first; each key expires a TTL after its
- * last write. Each shard has a hash tag of its own, so on Redis Cluster the shards spread over the masters.
+ * last write. Each shard has a hash tag of its own, so on Redis Cluster the shards spread over the masters;
+ * there a batch goes out as one script call per shard (a script's keys must share a slot).
  */
 
 const SHARDS = 64;
@@ -53,7 +54,7 @@ export class RedisReceipts implements ReceiptStore {
   private readonly now: () => number;
   private readonly perShard: number;
 
-  constructor(private readonly redis: Redis, private readonly options: RedisReceiptsOptions) {
+  constructor(private readonly redis: RedisClient, private readonly options: RedisReceiptsOptions) {
     requireCount('maxReceipts', options.maxReceipts);
     this.now = options.now ?? Date.now;
     this.perShard = Math.ceil(options.maxReceipts / SHARDS);
@@ -87,16 +88,21 @@ export class RedisReceipts implements ReceiptStore {
       if (list) list.push(event);
       else byShard.set(shard, [event]);
     }
-    const keys: string[] = [];
-    const args: Array<string | number> = [this.now(), this.options.ttlMs, this.perShard];
-    for (const [shard, list] of byShard) {
-      const base = this.base(shard);
-      keys.push(`${base}:events`, `${base}:index`);
-      args.push(list.length);
-      for (const [id, json] of list) args.push(id, json);
-    }
+    const bounds = [this.now(), this.options.ttlMs, this.perShard];
+    const shards = [...byShard];
+    const calls = isCluster(this.redis) ? shards.map((shard) => [shard]) : [shards];
     try {
-      await addScript.run(this.redis, keys, args);
+      await Promise.all(calls.map((call) => {
+        const keys: string[] = [];
+        const args: Array<string | number> = [...bounds];
+        for (const [shard, list] of call) {
+          const base = this.base(shard);
+          keys.push(`${base}:events`, `${base}:index`);
+          args.push(list.length);
+          for (const [id, json] of list) args.push(id, json);
+        }
+        return addScript.run(this.redis, keys, args);
+      }));
     } catch (err) {
       this.options.onError?.(err, events.length);
       throw err;
@@ -123,7 +129,7 @@ export class RedisIdClaims implements IdClaims {
   private readonly now: () => number;
   private readonly perShard: number;
 
-  constructor(private readonly redis: Redis, private readonly options: RedisIdClaimsOptions) {
+  constructor(private readonly redis: RedisClient, private readonly options: RedisIdClaimsOptions) {
     requireCount('maxIds', options.maxIds);
     this.now = options.now ?? Date.now;
     this.perShard = Math.ceil(options.maxIds / SHARDS);
@@ -146,22 +152,27 @@ export class RedisIdClaims implements IdClaims {
       if (list) list.push(i);
       else byShard.set(shard, [i]);
     });
-    const keys: string[] = [];
-    const args: Array<string | number> = [this.now(), this.options.windowMs, this.perShard];
-    const order: number[] = [];
-    for (const [shard, positions] of byShard) {
-      keys.push(`${this.options.keyPrefix}{receipts:${shard}}:claims`);
-      args.push(positions.length);
-      for (const i of positions) {
-        args.push(ids[i]!);
-        order.push(i);
-      }
-    }
-    const replies = await claimScript.run(this.redis, keys, args) as number[];
+    const bounds = [this.now(), this.options.windowMs, this.perShard];
+    const shards = [...byShard];
+    const calls = isCluster(this.redis) ? shards.map((shard) => [shard]) : [shards];
     const claimed = new Array<boolean>(ids.length);
-    order.forEach((i, k) => {
-      claimed[i] = replies[k] === 1;
-    });
+    await Promise.all(calls.map(async (call) => {
+      const keys: string[] = [];
+      const args: Array<string | number> = [...bounds];
+      const order: number[] = [];
+      for (const [shard, positions] of call) {
+        keys.push(`${this.options.keyPrefix}{receipts:${shard}}:claims`);
+        args.push(positions.length);
+        for (const i of positions) {
+          args.push(ids[i]!);
+          order.push(i);
+        }
+      }
+      const replies = await claimScript.run(this.redis, keys, args) as number[];
+      order.forEach((i, k) => {
+        claimed[i] = replies[k] === 1;
+      });
+    }));
     return claimed;
   }
 }

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../cluster/redis-client.js';
 
 /**
  * A Lua script kept in a `.lua` file next to the module that runs it, run by its SHA1 (EVALSHA) and sent
- * in full only when Redis does not have it cached. `npm run build` copies the `.lua` files into `dist/`
+ * in full only when Redis does not have it cached. On a Redis Cluster both go to the master serving the
+ * keys' slot (each master caches scripts of its own), so the keys of one call must share a slot. `npm run build` copies the `.lua` files into `dist/`
  * beside the compiled modules, so the same `new URL('./x.lua', import.meta.url)` finds them there.
  */
 export class LuaScript {
@@ -19,7 +20,7 @@ export class LuaScript {
     return new LuaScript(readFileSync(file, 'utf8'));
   }
 
-  async run(redis: Redis, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+  async run(redis: RedisClient, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (err) {

@@ -1,6 +1,8 @@
 import { getHeapStatistics } from 'node:v8';
 import { describe, expect, it } from 'vitest';
+import { parseRedisUrl } from '../../src/cluster/redis-url.js';
 import { ConfigError, defaultHeapWatermark, loadConfig, readDefaults, shardQueueName, workQueues } from '../../src/config/config.js';
+import { redact } from '../../src/util/redact.js';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -180,5 +182,42 @@ describe('configuration', () => {
     expect(problems({ AUTH_JWT_SECRET: 'short' })[0]).toMatch(/at least 32 characters/);
     expect(problems({ AUTH_JWT_SECRET: 's'.repeat(32), AUTH_JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----x' })
       .join()).toMatch(/set only one/);
+  });
+
+  it('takes one Redis, or a Redis Cluster as redis+cluster://host:port,host:port… in REDIS_URL', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://127.0.0.1:6379' }).redis).toMatchObject({ url: 'redis://127.0.0.1:6379', cluster: false, adapter: 'classic' });
+    const cluster = loadConfig({ REDIS_URL: 'redis+cluster://10.0.0.1:7000,10.0.0.2:7001' }).redis;
+    expect(cluster).toMatchObject({ cluster: true, adapter: 'sharded' });
+    expect(parseRedisUrl('rediss+cluster://app:p%40ss@redis-a.example:7000, [::1]:7001,redis-c/')).toEqual({
+      cluster: true,
+      nodes: [{ host: 'redis-a.example', port: 7000 }, { host: '::1', port: 7001 }, { host: 'redis-c', port: 6379 }],
+      username: 'app',
+      password: 'p@ss',
+      tls: true,
+    });
+    expect(parseRedisUrl('redis+cluster://:secret@h:1')).toMatchObject({ username: undefined, password: 'secret', tls: false });
+  });
+
+  it('names REDIS_URL and what is wrong with it, never showing its password', () => {
+    expect(problems({ REDIS_URL: 'http://x' })).toEqual([
+      'REDIS_URL: must be redis://… or rediss://… for one Redis, or redis+cluster://host:port,host:port… (rediss+cluster:// for TLS) for a Redis Cluster',
+    ]);
+    expect(problems({ REDIS_URL: 'redis+cluster://u:hunter2@h1:7000,h2:port' })).toEqual([
+      'REDIS_URL: node 2 of the redis+cluster:// URL, "h2:port", is not host:port (a port from 1 to 65535)',
+    ]);
+    expect(problems({ REDIS_URL: 'redis+cluster://u:hunter2@' })[0]).toMatch(/lists at least one node/);
+    expect(problems({ REDIS_URL: 'redis+cluster://h1:7000/2' })[0]).toMatch(/no path, query or fragment/);
+    expect(problems({ REDIS_URL: 'redis+cluster://h1:70000' })[0]).toMatch(/node 1 .* is not host:port/);
+    expect(redact('redis+cluster://u:hunter2@h1:7000,h2:7001')).toBe('redis+cluster://u:***@h1:7000,h2:7001');
+    expect(redact('redis+cluster://h1:7000,h2:7001')).toBe('redis+cluster://h1:7000,h2:7001');
+  });
+
+  it('runs groups on the sharded adapter on a Redis Cluster, and refuses the classic one there', () => {
+    expect(loadConfig({ REDIS_URL: 'redis+cluster://h1:7000', REDIS_ADAPTER: 'sharded' }).redis.adapter).toBe('sharded');
+    expect(problems({ REDIS_URL: 'redis+cluster://h1:7000', REDIS_ADAPTER: 'classic' })).toEqual([
+      'REDIS_ADAPTER=classic: a Redis Cluster (REDIS_URL=redis+cluster://…) takes the sharded adapter only, since a classic ' +
+        'PUBLISH is copied to every master of the cluster; unset REDIS_ADAPTER or set it to sharded',
+    ]);
+    expect(loadConfig({ REDIS_URL: 'redis://h1:6379', REDIS_ADAPTER: 'sharded' }).redis.adapter).toBe('sharded');
   });
 });

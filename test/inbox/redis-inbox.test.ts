@@ -3,7 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { InboxEntry } from '../../src/inbox/inbox.js';
 import { RedisInbox, type RedisInboxOptions } from '../../src/inbox/redis-inbox.js';
 import { LuaScript } from '../../src/util/lua-script.js';
-import { connectRedis, quitRedis } from '../../src/cluster/redis-client.js';
+import { connectRedis, quitRedis, type RedisClient } from '../../src/cluster/redis-client.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { TcpProxy } from '../support/proxy.js';
 import { REDIS_URL } from '../support/services.js';
@@ -28,7 +28,7 @@ describe('RedisInbox shared by several nodes', () => {
   });
 
   function open(
-    client: Redis,
+    client: RedisClient,
     options: Partial<RedisInboxOptions> = {},
   ): { inbox: RedisInbox; events: RecordedEvents } {
     const events = recordEvents();

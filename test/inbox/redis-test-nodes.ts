@@ -1,6 +1,9 @@
-import { Redis } from 'ioredis';
+import { Redis, type Cluster } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest';
-import { REDIS_URL, keysUnder, requireService, uniqueName } from '../support/services.js';
+import { connectRedis, quitRedis, type RedisClient } from '../../src/cluster/redis-client.js';
+import { createLogger } from '../../src/observability/logger.js';
+import type { LocalRedisCluster } from '../support/redis-cluster.js';
+import { REDIS_URL, deleteKeys, keysUnder, requireService, uniqueName } from '../support/services.js';
 
 /** The part of a key Redis Cluster hashes: the first non-empty `{...}`, else the whole key. */
 function hashTagOf(key: string): string {
@@ -10,23 +13,35 @@ function hashTagOf(key: string): string {
 }
 
 /**
- * Two clients on the real Redis, standing for two push-center nodes, for the running test file: `use()`
- * installs the hooks that connect them (failing clearly when Redis is not there), give each test a key
- * prefix of its own and delete the test's keys afterwards.
+ * Two clients, standing for two push-center nodes, for the running test file: on the shared Redis
+ * (`use`) or on the file's own Redis Cluster (`useCluster`, clients as push-center opens them). The
+ * hooks connect them (failing clearly when Redis is not there), give each test a key prefix of its own
+ * and delete the test's keys afterwards.
  */
-export class RedisTestNodes {
-  node1!: Redis;
-  node2!: Redis;
+export class RedisTestNodes<C extends RedisClient = Redis> {
+  node1!: C;
+  node2!: C;
   /** Every key of the running test is under this prefix; a new one per test. */
   prefix = '';
   private readonly prefixesToClean = new Set<string>();
 
-  static use(name: string): RedisTestNodes {
-    const nodes = new RedisTestNodes();
-    beforeAll(async () => {
+  static use(name: string): RedisTestNodes<Redis> {
+    return RedisTestNodes.install(name, async () => {
       await requireService('Redis', REDIS_URL);
-      nodes.node1 = new Redis(REDIS_URL);
-      nodes.node2 = new Redis(REDIS_URL);
+      return new Redis(REDIS_URL);
+    });
+  }
+
+  static useCluster(name: string, local: { readonly cluster: LocalRedisCluster }): RedisTestNodes<Cluster> {
+    const logger = createLogger('silent', name, false);
+    return RedisTestNodes.install(name, async () => (await connectRedis(local.cluster.url, name, logger)) as Cluster);
+  }
+
+  private static install<C extends RedisClient>(name: string, connect: () => Promise<C>): RedisTestNodes<C> {
+    const nodes = new RedisTestNodes<C>();
+    beforeAll(async () => {
+      nodes.node1 = await connect();
+      nodes.node2 = await connect();
     });
     beforeEach(() => {
       nodes.prefix = `${uniqueName(name)}:`;
@@ -39,7 +54,7 @@ export class RedisTestNodes {
     });
     afterAll(async () => {
       if (nodes.node1) for (const leftover of nodes.prefixesToClean) await nodes.deleteKeysUnder(leftover);
-      await Promise.all([nodes.node1?.quit(), nodes.node2?.quit()]);
+      await Promise.all([nodes.node1, nodes.node2].filter(Boolean).map(quitRedis));
     });
     return nodes;
   }
@@ -56,7 +71,6 @@ export class RedisTestNodes {
   }
 
   private async deleteKeysUnder(keyPrefix: string): Promise<void> {
-    const keys = await this.keysUnder(keyPrefix);
-    if (keys.length > 0) await this.node1.unlink(...keys);
+    await deleteKeys(this.node1, await this.keysUnder(keyPrefix));
   }
 }

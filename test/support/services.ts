@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
-import type { Redis as RedisClient } from 'ioredis';
+import { isCluster, mastersOf, type RedisClient } from '../../src/cluster/redis-client.js';
 import { workQueues } from '../../src/config/config.js';
 import { CONSISTENT_HASH_EXCHANGE } from '../../src/ingest/amqp/topology.js';
 
@@ -80,16 +80,25 @@ export async function deleteAmqp(names: { queues?: string[]; exchanges?: string[
   }
 }
 
-/** Every Redis key under the prefix (SCAN, with the prefix's glob characters escaped). */
+/** Every Redis key under the prefix (SCAN, with the prefix's glob characters escaped; on a Cluster, of every master). */
 export async function keysUnder(redis: RedisClient, prefix: string): Promise<string[]> {
   const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
-    cursor = next;
-    found.push(...keys);
-  } while (cursor !== '0');
+  for (const master of mastersOf(redis)) {
+    let cursor = '0';
+    do {
+      const [next, keys] = await master.scan(cursor, 'MATCH', `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`, 'COUNT', 1000);
+      cursor = next;
+      found.push(...keys);
+    } while (cursor !== '0');
+  }
   return found;
+}
+
+/** Deletes the keys: at once on one Redis; on a Cluster, where one command takes keys of one slot, each by itself. */
+export async function deleteKeys(redis: RedisClient, keys: string[]): Promise<number> {
+  if (keys.length === 0) return 0;
+  if (!isCluster(redis)) return redis.unlink(...keys);
+  return (await Promise.all(keys.map((key) => redis.unlink(key)))).reduce((sum, n) => sum + n, 0);
 }
 
 /** Removes every Redis key under the prefix. */
