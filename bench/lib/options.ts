@@ -46,6 +46,11 @@ export interface Options {
   steadyRate: number;
   /** Scenario `noisy`: the other sessions (one client each); the flooded one comes on top. */
   others: number;
+  /**
+   * `AMQP_QUEUE_SHARDS` of the push-center nodes; above 1 the publisher publishes through the
+   * consistent-hash exchange with the target as routing key, as a backend would.
+   */
+  shards: number;
 }
 
 /** How push-center nodes run unless --server-env NODE_OPTIONS says otherwise. */
@@ -92,6 +97,8 @@ Benchmarks push-center against its peers with simulated websocket clients on thi
   --steady-rate N      noisy: messages per second, in total, to the other sessions (default 2000)
   --others N           noisy: the other sessions, one client each (default 1000; --quick 500);
                        noisy ignores --clients
+  --shards N           push-center's AMQP_QUEUE_SHARDS (default 1): its ingest over N queues behind the
+                       consistent-hash exchange, the publisher routing by session (or group) as a backend does
   --profile            write V8 CPU profiles of the push-center nodes, and all they print, to <out>/profiles
   --help               this text
 `;
@@ -109,7 +116,7 @@ export function parseOptions(argv: string[]): Options | 'help' {
       flags.add(name);
       continue;
     }
-    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched', 'server-session',
+    if (!['scenarios', 'peers', 'clients', 'client', 'duration', 'workers', 'prefetch', 'out', 'server', 'server-env', 'load-sched', 'server-session', 'shards',
       'flood', 'steady-rate', 'others'].includes(name)) {
       throw new UsageError(`unknown option --${name}`);
     }
@@ -182,5 +189,6 @@ export function parseOptions(argv: string[]): Options | 'help' {
     flood: int('flood', quick ? 10_000 : 50_000, 1, 1_000_000),
     steadyRate: int('steady-rate', 2000, 1, 100_000),
     others: int('others', quick ? 500 : 1000, workers, 100_000),
+    shards: int('shards', 1, 1, 64),
   };
 }

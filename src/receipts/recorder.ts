@@ -1,6 +1,6 @@
 import type { Notification } from '../notification/schema.js';
 import type { Metrics } from '../observability/metrics.js';
-import { targetOf, type ReceiptEvent, type ReceiptOutcome, type ReceiptStore } from './receipts.js';
+import { RECEIPT_OUTCOMES, targetOf, type ReceiptEvent, type ReceiptOutcome, type ReceiptStore } from './receipts.js';
 import type { ReceiptStream, StreamedReceipt } from './receipt-stream.js';
 
 /** What an outcome is about, as far as the node that learned it knows. */
@@ -23,6 +23,8 @@ export interface OutcomeDetail {
  */
 export class ReceiptRecorder {
   readonly on: boolean;
+  /** The counter's children, bound once: a labelled `inc` hashes its labels every time. */
+  private readonly counted: Record<ReceiptOutcome, { inc(): void }>;
 
   constructor(
     private readonly nodeId: string,
@@ -31,13 +33,14 @@ export class ReceiptRecorder {
     private readonly metrics: Metrics,
   ) {
     this.on = store !== undefined || stream !== undefined;
+    this.counted = Object.fromEntries(RECEIPT_OUTCOMES.map((o) => [o, metrics.receipts.labels({ outcome: o })])) as ReceiptRecorder['counted'];
   }
 
   /** The notification was accepted into the queue (by the HTTP API, or as the consumer first saw it). */
   accepted(n: Notification): void {
     if (!this.store) return;
     this.store.add(n.id, { at: n.enqueuedAt, outcome: 'accepted', node: this.nodeId, target: targetOf(n) });
-    this.metrics.receipts.inc({ outcome: 'accepted' });
+    this.counted.accepted.inc();
   }
 
   /**
@@ -55,7 +58,7 @@ export class ReceiptRecorder {
       if (detail.manySessions && detail.session !== undefined) event.session = detail.session;
       this.store.add(id, event);
     }
-    this.metrics.receipts.inc({ outcome });
+    this.counted[outcome].inc();
     if (!final || !this.stream) return;
     const receipt: StreamedReceipt = { id, outcome, target: detail.target, at, node };
     if (detail.session !== undefined) receipt.session = detail.session;

@@ -81,12 +81,14 @@ export class RedisReceipts implements ReceiptStore {
   }
 
   private async write(events: Array<[string, string]>): Promise<void[]> {
-    const byShard = new Map<number, Array<[string, string]>>();
-    for (const event of events) {
-      const shard = shardOf(event[0]);
-      const list = byShard.get(shard);
-      if (list) list.push(event);
-      else byShard.set(shard, [event]);
+    // A notification's events of one batch (accepted, then delivered, say) go as one: one field update.
+    const byShard = new Map<number, Map<string, string>>();
+    for (const [id, json] of events) {
+      const shard = shardOf(id);
+      let ids = byShard.get(shard);
+      if (!ids) byShard.set(shard, (ids = new Map()));
+      const known = ids.get(id);
+      ids.set(id, known === undefined ? json : `${known}\n${json}`);
     }
     const bounds = [this.now(), this.options.ttlMs, this.perShard];
     const shards = [...byShard];
@@ -95,11 +97,11 @@ export class RedisReceipts implements ReceiptStore {
       await Promise.all(calls.map((call) => {
         const keys: string[] = [];
         const args: Array<string | number> = [...bounds];
-        for (const [shard, list] of call) {
+        for (const [shard, ids] of call) {
           const base = this.base(shard);
           keys.push(`${base}:events`, `${base}:index`);
-          args.push(list.length);
-          for (const [id, json] of list) args.push(id, json);
+          args.push(ids.size);
+          for (const [id, json] of ids) args.push(id, json);
         }
         return addScript.run(this.redis, keys, args);
       }));
@@ -117,7 +119,7 @@ export interface RedisIdClaimsOptions {
   windowMs: number;
   /** Ids remembered at the most, all shards together (the window shrinks beyond it). */
   maxIds: number;
-  /** How long the first claim of a batch waits for others (ms). Default 1. */
+  /** How long the first claim of a batch waits for others (ms). Default 0: the claims of one turn of the event loop. */
   batchWindowMs?: number;
   maxBatch?: number;
   now?: () => number;
@@ -133,7 +135,7 @@ export class RedisIdClaims implements IdClaims {
     requireCount('maxIds', options.maxIds);
     this.now = options.now ?? Date.now;
     this.perShard = Math.ceil(options.maxIds / SHARDS);
-    this.batcher = new Batcher((ids) => this.write(ids), options.batchWindowMs ?? 1, options.maxBatch ?? 1000);
+    this.batcher = new Batcher((ids) => this.write(ids), options.batchWindowMs ?? 0, options.maxBatch ?? 1000);
   }
 
   claim(id: string): Promise<boolean> {

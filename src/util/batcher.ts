@@ -1,13 +1,13 @@
 /**
  * Gathers items added close together into one write: the first item of a batch waits `windowMs` for
- * others (or until `maxItems` are in), then `write` gets them all and each `add` settles with its own
- * item's result. Used where one round trip per item would cost more than the work itself.
+ * others (or until `maxItems` are in; with 0, until the current turn of the event loop is over), then
+ * `write` gets them all and each `add` settles with its own item's result. Used where one round trip per item would cost more than the work itself.
  */
 export class Batcher<T, R> {
   private pending: {
     items: T[];
     waiters: Array<{ index: number; resolve: (r: R) => void; reject: (err: unknown) => void }>;
-    timer: NodeJS.Timeout;
+    timer: NodeJS.Timeout | NodeJS.Immediate;
   } | undefined;
   private readonly sending = new Set<Promise<void>>();
 
@@ -34,7 +34,11 @@ export class Batcher<T, R> {
   }
 
   private batch(): NonNullable<Batcher<T, R>['pending']> {
-    this.pending ??= { items: [], waiters: [], timer: setTimeout(() => this.flush(), this.windowMs) };
+    this.pending ??= {
+      items: [],
+      waiters: [],
+      timer: this.windowMs === 0 ? setImmediate(() => this.flush()) : setTimeout(() => this.flush(), this.windowMs),
+    };
     return this.pending;
   }
 
@@ -48,7 +52,8 @@ export class Batcher<T, R> {
     const batch = this.pending;
     if (!batch) return;
     this.pending = undefined;
-    clearTimeout(batch.timer);
+    if (this.windowMs === 0) clearImmediate(batch.timer as NodeJS.Immediate);
+    else clearTimeout(batch.timer as NodeJS.Timeout);
     const sent = this.write(batch.items).then(
       (results) => batch.waiters.forEach((waiter) => waiter.resolve(results[waiter.index] as R)),
       (err: unknown) => batch.waiters.forEach((waiter) => waiter.reject(err)),
