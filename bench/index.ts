@@ -121,6 +121,7 @@ async function main(): Promise<number> {
     prefetch: options.prefetch,
     serverMode: options.server,
     serverEnv: options.serverEnv,
+    shards: options.shards,
     profileDir,
   };
   const results: TargetResult[] = [];
@@ -175,6 +176,7 @@ async function main(): Promise<number> {
       server: options.server === 'dist' ? 'dist/ (node dist/main.js)' : 'src/ (tsx)',
       quick: options.quick,
       serverEnv: options.serverEnv,
+      shards: options.shards,
       loadSched,
       serverSession: options.serverSession,
       noisy: options.scenarios.includes('noisy')

@@ -41,6 +41,13 @@ export function reserveSeqs(count: number): number {
   return start;
 }
 
+/** A sharded ingest (PROTOCOL §9.1): publish through the exchange, routed by target; depth over the shards. */
+export interface ShardedRoute {
+  exchange: string;
+  key: (seq: number) => string;
+  queues: string[];
+}
+
 /**
  * A backend publishing to the node's queue as PROTOCOL §2 describes: amqplib, a confirm channel, persistent
  * JSON messages with `messageId` and a ms `timestamp`, at most `window` unconfirmed at a time. Also
@@ -65,6 +72,7 @@ export class AmqpPublisher implements Publisher {
     private readonly queue: string,
     private readonly body: (seq: number, now: number) => Buffer,
     private readonly window: number,
+    private readonly route: ShardedRoute | undefined,
   ) {
     channel.on('drain', () => {
       this.blocked = false;
@@ -73,14 +81,16 @@ export class AmqpPublisher implements Publisher {
     this.watch = setInterval(() => void this.pollDepth(), 100);
   }
 
-  static async open(url: string, queue: string, body: (seq: number, now: number) => Buffer, window = 1000): Promise<AmqpPublisher> {
+  static async open(
+    url: string, queue: string, body: (seq: number, now: number) => Buffer, window = 1000, route?: ShardedRoute,
+  ): Promise<AmqpPublisher> {
     const connection = await connectAmqp(url, { clientProperties: { connection_name: 'push-center-bench:publisher' } });
     connection.on('error', () => undefined);
     const channel = await connection.createConfirmChannel();
     channel.on('error', () => undefined);
     const inspect = await connection.createChannel();
     inspect.on('error', () => undefined);
-    return new AmqpPublisher(connection, channel, inspect, queue, body, window);
+    return new AmqpPublisher(connection, channel, inspect, queue, body, window, route);
   }
 
   published(): number {
@@ -136,12 +146,10 @@ export class AmqpPublisher implements Publisher {
       this.pacer.kick();
     };
     try {
-      const ok = this.channel.sendToQueue(this.queue, this.body(seq, now), {
-        persistent: true,
-        contentType: 'application/json',
-        messageId: messageId(seq),
-        timestamp: now,
-      }, settle);
+      const properties = { persistent: true, contentType: 'application/json', messageId: messageId(seq), timestamp: now };
+      const ok = this.route
+        ? this.channel.publish(this.route.exchange, this.route.key(seq), this.body(seq, now), properties, settle)
+        : this.channel.sendToQueue(this.queue, this.body(seq, now), properties, settle);
       if (!ok) this.blocked = true;
     } catch (err) {
       // The channel closed: count it and send no more (the run notices that nothing is delivered).
@@ -163,7 +171,8 @@ export class AmqpPublisher implements Publisher {
 
   private async pollDepth(): Promise<void> {
     try {
-      const { messageCount } = await this.inspect.checkQueue(this.queue);
+      let messageCount = 0;
+      for (const queue of this.route?.queues ?? [this.queue]) messageCount += (await this.inspect.checkQueue(queue)).messageCount;
       this.depth = messageCount;
       if (messageCount > this.maxDepth) this.maxDepth = messageCount;
     } catch {

@@ -256,6 +256,8 @@ export interface RunResults {
     server: string;
     quick: boolean;
     serverEnv: Record<string, string>;
+    /** push-center's AMQP_QUEUE_SHARDS (absent in results from before the option). */
+    shards?: number;
     /** The client workers' and the publishing bench process's scheduling policy (absent: older runs, normal). */
     loadSched?: 'SCHED_BATCH' | 'normal';
     /** Whether each server ran in a session (autogroup) of its own (absent: older runs, shared). */

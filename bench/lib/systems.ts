@@ -6,7 +6,8 @@ import type { Child, Children } from './children.js';
 import { AMQP_URL, REDIS_URL, deleteAmqp, deleteRedisKeys, watchForwards } from './infra.js';
 import type { PeerCommand, PeerReport } from './ipc.js';
 import { GROUP, notificationBody, sessionFor, type Target } from './payload.js';
-import { AmqpPublisher, EmitterPublisher, PeerGenerator, type Publisher } from './publishers.js';
+import { AmqpPublisher, EmitterPublisher, PeerGenerator, type Publisher, type ShardedRoute } from './publishers.js';
+import { workQueues } from '../../src/config/config.js';
 import { DeliveryStats } from './stats.js';
 
 /**
@@ -32,6 +33,8 @@ export interface SystemContext {
   prefetch: number;
   serverMode: 'dist' | 'src';
   serverEnv: Record<string, string>;
+  /** push-center's AMQP_QUEUE_SHARDS. */
+  shards: number;
   /** Write V8 CPU profiles of push-center nodes here. */
   profileDir: string | undefined;
 }
@@ -139,10 +142,14 @@ export async function freePort(): Promise<number> {
 /** One push-center node or two sharing the queue and the Redis prefix (clients alternate between them). */
 export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, nodes: 1 | 2): Promise<System> {
   const { queue, prefix } = names(ctx, spec);
-  ctx.resources.queues.add(queue);
-  ctx.resources.queues.add(`${queue}.dead`);
-  ctx.resources.exchanges.add(`${queue}.dlx`);
-  ctx.resources.exchanges.add(`${queue}.receipts`);
+  const workQueueNames = workQueues({ queue, queueShards: ctx.shards });
+  const exchanges = [`${queue}.dlx`, `${queue}.receipts`, ...(ctx.shards > 1 ? [queue] : [])];
+  for (const name of [...workQueueNames, `${queue}.dead`]) ctx.resources.queues.add(name);
+  for (const name of exchanges) ctx.resources.exchanges.add(name);
+  const target = targetOf(spec);
+  const route = (t: (seq: number) => Target): ShardedRoute | undefined => (ctx.shards > 1
+    ? { exchange: queue, queues: workQueueNames, key: (seq) => { const to = t(seq); return 'session' in to ? to.session : to.group; } }
+    : undefined);
   ctx.resources.prefixes.add(prefix);
   const servers: Child[] = [];
   const urls: string[] = [];
@@ -163,6 +170,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
         AMQP_URL,
         REDIS_URL,
         AMQP_QUEUE: queue,
+        AMQP_QUEUE_SHARDS: String(ctx.shards),
         AMQP_DEAD_LETTER_QUEUE: `${queue}.dead`,
         AMQP_DEAD_LETTER_EXCHANGE: `${queue}.dlx`,
         AMQP_RECEIPTS_EXCHANGE: `${queue}.receipts`,
@@ -191,7 +199,7 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
       await waitReady(child, url);
       urls.push(url);
     }
-    publisher = await AmqpPublisher.open(AMQP_URL, queue, bodyOf(spec), confirmWindow(spec));
+    publisher = await AmqpPublisher.open(AMQP_URL, queue, bodyOf(spec), confirmWindow(spec), route(target));
   } catch (err) {
     bus?.close();
     await publisher?.close();
@@ -204,8 +212,8 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
     kind: nodes === 1 ? 'push-center' : 'two-nodes',
     name: nodes === 1 ? 'push-center' : 'push-center ×2',
     description: nodes === 1
-      ? `push-center (${ctx.serverMode}) on RabbitMQ + Redis, prefetch ${ctx.prefetch}`
-      : `two push-center nodes on one queue and one Redis, clients split between them`,
+      ? `push-center (${ctx.serverMode}) on RabbitMQ + Redis, prefetch ${ctx.prefetch}${ctx.shards > 1 ? `, ${ctx.shards} shards` : ''}`
+      : `two push-center nodes on ${ctx.shards > 1 ? `${ctx.shards} shards` : 'one queue'} and one Redis, clients split between them`,
     servers,
     helpers: [],
     consumers: servers,
@@ -216,13 +224,13 @@ export async function startPushCenter(ctx: SystemContext, spec: SystemSpec, node
     ownStats: undefined,
     processed: () => undefined,
     forwarded: () => watch?.count(),
-    anotherPublisher: (target) => AmqpPublisher.open(AMQP_URL, queue, bodyOf(spec, target), confirmWindow(spec)),
+    anotherPublisher: (other) => AmqpPublisher.open(AMQP_URL, queue, bodyOf(spec, other), confirmWindow(spec), route(other)),
     close: async () => {
       watch?.close();
       await pub.close();
       // SIGTERM: push-center drains and exits; SIGKILL if it does not within its shutdown timeout.
       await Promise.all(servers.map((child) => ctx.children.stop(child, 8000)));
-      await ctx.resources.release({ queues: [queue, `${queue}.dead`], exchanges: [`${queue}.dlx`, `${queue}.receipts`], prefixes: [prefix] });
+      await ctx.resources.release({ queues: [...workQueueNames, `${queue}.dead`], exchanges, prefixes: [prefix] });
     },
   };
 }

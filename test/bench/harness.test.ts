@@ -155,6 +155,15 @@ describe('scheduling policy of the bench children', () => {
   });
 });
 
+describe('--shards', () => {
+  it('is 1 by default, takes 1 to 64, and refuses anything else', () => {
+    expect(options([]).shards).toBe(1);
+    expect(options(['--shards', '4']).shards).toBe(4);
+    expect(() => options(['--shards', '0'])).toThrow(/--shards/);
+    expect(() => options(['--shards', 'four'])).toThrow(/--shards/);
+  });
+});
+
 describe('backlog phase', () => {
   it('is on by default and --no-backlog turns it off', () => {
     expect(options([]).backlog).toBe(true);
