@@ -186,6 +186,14 @@ export function redisUp(client: RedisClient): boolean {
   return true;
 }
 
+/**
+ * How a batch over several hash-tagged shards goes out as script calls: all in one call on a single
+ * Redis, one call per shard on a cluster (a script's keys must share a slot there).
+ */
+export function scriptCalls<T>(client: RedisClient, shards: T[]): T[][] {
+  return isCluster(client) ? shards.map((shard) => [shard]) : [shards];
+}
+
 /** The masters to ask for what each holds itself (SCAN, PUBSUB SHARDNUMSUB): the client itself on one Redis. */
 export function mastersOf(client: RedisClient): Redis[] {
   return isCluster(client) ? client.nodes('master') : [client];

@@ -1,4 +1,4 @@
-import { isCluster, type RedisClient } from '../cluster/redis-client.js';
+import { scriptCalls, type RedisClient } from '../cluster/redis-client.js';
 import { requireKeyPrefix } from '../cluster/redis-keys.js';
 import { allSettledOrFirstError } from '../util/all-settled.js';
 import { LuaScript } from '../util/lua-script.js';
@@ -156,7 +156,7 @@ export class RedisAckLog implements AckLog {
   private async write(batch: Batch): Promise<void> {
     const bounds = [this.now(), Math.ceil(this.ttlMs), this.perShard];
     const shards = [...batch.members];
-    const calls = isCluster(this.redis) ? shards.map((shard) => [shard]) : [shards];
+    const calls = scriptCalls(this.redis, shards);
     await allSettledOrFirstError(calls.map((call) =>
       recordScript.run(this.redis, call.map(([key]) => key), [...bounds, ...call.map(([, members]) => members.join('\n'))])));
   }

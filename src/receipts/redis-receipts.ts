@@ -1,4 +1,4 @@
-import { isCluster, type RedisClient } from '../cluster/redis-client.js';
+import { scriptCalls, type RedisClient } from '../cluster/redis-client.js';
 import { requireCount } from '../inbox/ack-log.js';
 import { Batcher } from '../util/batcher.js';
 import { LuaScript } from '../util/lua-script.js';
@@ -92,7 +92,7 @@ export class RedisReceipts implements ReceiptStore {
     }
     const bounds = [this.now(), this.options.ttlMs, this.perShard];
     const shards = [...byShard];
-    const calls = isCluster(this.redis) ? shards.map((shard) => [shard]) : [shards];
+    const calls = scriptCalls(this.redis, shards);
     try {
       await Promise.all(calls.map((call) => {
         const keys: string[] = [];
@@ -156,7 +156,7 @@ export class RedisIdClaims implements IdClaims {
     });
     const bounds = [this.now(), this.options.windowMs, this.perShard];
     const shards = [...byShard];
-    const calls = isCluster(this.redis) ? shards.map((shard) => [shard]) : [shards];
+    const calls = scriptCalls(this.redis, shards);
     const claimed = new Array<boolean>(ids.length);
     await Promise.all(calls.map(async (call) => {
       const keys: string[] = [];
