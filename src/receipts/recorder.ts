@@ -30,7 +30,7 @@ export class ReceiptRecorder {
     private readonly nodeId: string,
     readonly store: ReceiptStore | undefined,
     private readonly stream: ReceiptStream | undefined,
-    private readonly metrics: Metrics,
+    metrics: Metrics,
   ) {
     this.on = store !== undefined || stream !== undefined;
     this.counted = Object.fromEntries(RECEIPT_OUTCOMES.map((o) => [o, metrics.receipts.labels({ outcome: o })])) as ReceiptRecorder['counted'];
