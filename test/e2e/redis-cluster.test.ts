@@ -19,7 +19,7 @@ beforeAll(async () => {
 afterEach(async () => {
   closeClients();
   await Promise.all(nodes.splice(0).map((node) => node.close()));
-  await deleteAmqp({ queues: [name, `${name}.dead`], exchanges: [`${name}.dlx`] });
+  await deleteAmqp({ queues: [name, `${name}.dead`], exchanges: [`${name}.dlx`, `${name}.receipts`] });
   const admin = await connectRedis(local.cluster.url, 'test-admin', createLogger('silent', 'test', false));
   try {
     await deleteKeys(admin, await keysUnder(admin, `${name}:`));
