@@ -11,6 +11,7 @@ import type { IdClaims } from '../receipts/receipts.js';
 import { sessionDetail, type ReceiptRecorder } from '../receipts/recorder.js';
 import { DeadlineList, type Timed } from '../util/deadline-list.js';
 import type { LocalOutcome, LocalSessions } from './local-sessions.js';
+import { StoreOrder, type InOrder } from './store-order.js';
 
 export interface DispatcherDeps {
   /** How long a reliable message may hold its broker slot waiting for a client ack (see config). */
@@ -83,10 +84,14 @@ class Routing {
  * holding the session, done at the first `delivered`, missed when every part answered without one or
  * the hold time passed first. Waits in the dispatcher's hold list until decided.
  */
-class ReliableAttempt implements Timed<ReliableAttempt> {
+class ReliableAttempt implements Timed<ReliableAttempt>, InOrder<ReliableAttempt> {
   at = 0;
   prev: ReliableAttempt | undefined = undefined;
   next: ReliableAttempt | undefined = undefined;
+  orderPrev: ReliableAttempt | undefined = undefined;
+  orderNext: ReliableAttempt | undefined = undefined;
+  inOrder = false;
+  whenFirst: (() => void) | undefined = undefined;
   /** Parts still to answer: the local offer, the directory lookup while it runs, each forward. */
   waiting = 1;
   /** Where it stands: still out, delivered, or missed (being stored, or stored after the hold time). */
@@ -124,6 +129,8 @@ export class Dispatcher {
   private idleWaiters: Array<() => void> = [];
   /** Reliable attempts not decided yet, oldest first: at the hold time each is missed. */
   private readonly holds: DeadlineList<ReliableAttempt>;
+  /** The same, per session: an inbox write waits for the older attempts of its session. */
+  private readonly order = new StoreOrder<ReliableAttempt>();
 
   constructor(private readonly deps: DispatcherDeps) {
     this.holds = new DeadlineList(deps.ackHoldMs, (attempt) => this.holdTimePassed(attempt));
@@ -378,6 +385,7 @@ export class Dispatcher {
 
   private attemptReliable(sessionId: string, n: Notification, envelope: Envelope, routing: Routing): void {
     const attempt = new ReliableAttempt(sessionId, n, envelope, routing);
+    this.order.join(attempt);
     const known = this.deps.directory.knownRemoteNodes(sessionId);
     // The local offer, and either each known remote node or the directory lookup.
     attempt.waiting = 1 + (known ? known.length : 1);
@@ -423,6 +431,7 @@ export class Dispatcher {
     if (delivered && attempt.state === 'out') {
       attempt.state = 'delivered';
       this.holds.remove(attempt);
+      this.order.leave(attempt);
       this.payOwedSpill(attempt);
       metrics.delivery('session', true, 'delivered');
       metrics.latency(true, attempt.notification.enqueuedAt);
@@ -439,7 +448,10 @@ export class Dispatcher {
   }
 
   private holdTimePassed(attempt: ReliableAttempt): void {
-    if (attempt.routing.failed) this.payOwedSpill(attempt);
+    if (attempt.routing.failed) {
+      this.payOwedSpill(attempt);
+      this.order.leave(attempt);
+    }
     if (attempt.state !== 'out' || attempt.routing.failed) return;
     attempt.held = true;
     this.miss(attempt);
@@ -472,6 +484,14 @@ export class Dispatcher {
 
   /** True when the message's outcome is final (stored or expired). */
   private async store(attempt: ReliableAttempt): Promise<boolean> {
+    try {
+      return await this.storeInTurn(attempt);
+    } finally {
+      this.order.leave(attempt);
+    }
+  }
+
+  private async storeInTurn(attempt: ReliableAttempt): Promise<boolean> {
     const { inbox, metrics, logger } = this.deps;
     const { sessionId, notification: n, envelope } = attempt;
     if (n.expiresAt <= Date.now()) {
@@ -485,8 +505,14 @@ export class Dispatcher {
     }
     // A session with sockets is behind or not acking: its backlog may grow past the away bound.
     const connected = !attempt.noLocalSockets || attempt.remotes.length > 0;
+    const turn = this.order.turn(attempt);
+    if (turn) await turn;
     try {
-      await inbox.store(sessionId, { ...envelope, expiresAt: n.expiresAt }, { connected });
+      // Issued in order is written in order (one connection; one hash slot per session): the next
+      // attempt of the session may issue its write as soon as this one's is on its way.
+      const storing = inbox.store(sessionId, { ...envelope, expiresAt: n.expiresAt }, { connected });
+      this.order.leave(attempt);
+      await storing;
     } catch (err) {
       metrics.delivery('session', true, 'failed');
       logger.warn({ err, session: sessionId, id: n.id }, 'inbox write failed; the message goes back to the queue');

@@ -572,3 +572,21 @@ describe('dispatcher: receipts and identity', () => {
     expect((await receipts.get('to-room'))).toMatchObject({ status: 'delivered', sockets: 3 });
   });
 });
+
+describe('dispatcher: inbox order', () => {
+  it('stores a session\'s refused messages in the order they came, whether its nodes were known or looked up', async () => {
+    // The first three wait for a directory lookup; the cache warms before the next three arrive.
+    cacheWarm = false;
+    const { gateway, cluster, inbox, dispatcher } = setup();
+    cacheWarm = true;
+    gateway.answers.set('burst', 'behind');
+    const slow = cluster.remoteNodes.bind(cluster);
+    cluster.remoteNodes = async (id: string) => { await new Promise((r) => setTimeout(r, 20)); return slow(id); };
+    const deliver = (i: number) => dispatcher.handle(new FakeDelivery({ body: Buffer.from(JSON.stringify({ id: `m${i}`, session: 'burst', data: i })) }));
+    for (const i of [1, 2, 3]) deliver(i);
+    cluster.cacheWarm = true;
+    for (const i of [4, 5, 6]) deliver(i);
+    await dispatcher.idle();
+    expect((await inbox.read('burst', 10)).map((e) => e.id)).toEqual(['m1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+  });
+});
